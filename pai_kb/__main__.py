@@ -1,0 +1,3 @@
+from pai_kb.cli import main
+
+main()

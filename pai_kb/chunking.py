@@ -1,0 +1,190 @@
+"""Heading-aware chunking: a pure function from a Document to Chunks that fit the model.
+
+Sections follow headings; a section's blocks are packed greedily up to the token budget. Blocks are
+split only when one alone is over budget, and then at the gentlest break available (the table
+`_BREAKS` orders them), so code blocks and tables stay whole whenever they fit. Token counts come from
+the model's own tokenizer (passed in as `count_tokens`): a chunk the model would truncate is a bug.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pai_kb.models import Block, Chunk, Document
+
+# Bump when chunk boundaries or texts change: the index fingerprint includes it, forcing a rebuild.
+CHUNKER_VERSION = 1
+# Prefixes longer than this are cut: a deep heading path must not crowd out the passage itself.
+MAX_HEADER_TOKENS = 48
+
+# Where an over-long block may be cut, gentlest first: between lines (code, tables, lists), between
+# sentences, between words. A single "word" over budget (a base64 blob) is cut by characters.
+_BREAKS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("line", re.compile(r"(?<=\n)")),
+    ("sentence", re.compile(r"(?<=[.!?。！？])(?=\s)")),
+    ("word", re.compile(r"(?<=\s)")),
+)
+
+TokenCounter = Callable[[str], int]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    text: str
+    line_start: int
+    line_end: int
+    tokens: int
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+def chunk_document(doc: Document, count_tokens: TokenCounter, max_tokens: int, overlap: int,
+                   model_limit: int) -> list[Chunk]:
+    """`max_tokens` is the body budget; `model_limit` the word-pieces the model reads in all (prefix
+    included), so the prefix shrinks the body budget when needed rather than being truncated away."""
+    chunks: list[Chunk] = []
+    seen: dict[str, int] = {}
+    for heading, blocks in _sections(doc):
+        header = _header(heading, count_tokens)
+        budget = max(16, min(max_tokens, model_limit - count_tokens(header) - 1))
+        for pieces in _pack(_pieces(blocks, count_tokens, budget), budget, overlap):
+            body = "\n\n".join(p.text for p in pieces)
+            key = f"{heading}\0{body}"
+            seen[key] = seen.get(key, -1) + 1
+            chunks.append(_chunk(doc, len(chunks), heading, header, body, pieces, seen[key]))
+    return chunks
+
+
+def _sections(doc: Document) -> Iterable[tuple[str, list[Block]]]:
+    stack: list[tuple[int, str]] = []
+    current: list[Block] = []
+    for block in doc.blocks:
+        if block.kind == "heading":
+            if current:
+                yield _heading_path(doc.title, stack), current
+                current = []
+            while stack and stack[-1][0] >= block.level:
+                stack.pop()
+            stack.append((block.level, block.text))
+        elif block.kind != "hr":
+            current.append(block)
+    if current:
+        yield _heading_path(doc.title, stack), current
+
+
+def _heading_path(title: str, stack: list[tuple[int, str]]) -> str:
+    parts = [title] + [text for _, text in stack if text]
+    # A note's H1 often repeats its title; saying it twice wastes tokens.
+    if len(parts) > 1 and parts[1].strip().lower() == title.strip().lower():
+        parts.pop(1)
+    return " > ".join(parts)
+
+
+def _header(heading: str, count_tokens: TokenCounter) -> str:
+    header = heading
+    while count_tokens(header) > MAX_HEADER_TOKENS and len(header) > 8:
+        header = header[: int(len(header) * 0.8)]
+    return header
+
+
+def _pieces(blocks: list[Block], count_tokens: TokenCounter, budget: int) -> list[_Piece]:
+    pieces = []
+    for block in blocks:
+        piece = _Piece(block.text, block.line_start, block.line_end, count_tokens(block.text),
+                       block.start_s, block.end_s)
+        pieces.extend(_split(piece, count_tokens, budget, 0))
+    return [p for p in pieces if p.text.strip()]
+
+
+def _split(piece: _Piece, count_tokens: TokenCounter, budget: int, level: int) -> list[_Piece]:
+    if piece.tokens <= budget:
+        return [piece]
+    if level >= len(_BREAKS):
+        return _split_chars(piece, count_tokens, budget)
+    parts = [p for p in _BREAKS[level][1].split(piece.text) if p]
+    if len(parts) < 2:
+        return _split(piece, count_tokens, budget, level + 1)
+    out: list[_Piece] = []
+    line = piece.line_start
+    for group in _group(parts, count_tokens, budget):
+        text = "".join(group)
+        lead = len(text) - len(text.lstrip())
+        start = min(piece.line_end, line + text[:lead].count("\n"))
+        end = min(piece.line_end, line + text.rstrip().count("\n"))
+        sub = _Piece(text.strip(), start, end, count_tokens(text), piece.start_s, piece.end_s)
+        out.extend(_split(sub, count_tokens, budget, level + 1))
+        line += text.count("\n")
+    return out
+
+
+def _group(parts: list[str], count_tokens: TokenCounter, budget: int) -> list[list[str]]:
+    groups: list[list[str]] = [[]]
+    used = 0
+    for part in parts:
+        tokens = count_tokens(part)
+        if groups[-1] and used + tokens > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(part)
+        used += tokens
+    return groups
+
+
+def _split_chars(piece: _Piece, count_tokens: TokenCounter, budget: int) -> list[_Piece]:
+    out = []
+    text, step = piece.text, max(1, budget)
+    while text:
+        part = text[:step]
+        while count_tokens(part) > budget and len(part) > 1:
+            part = part[: len(part) // 2]
+        out.append(_Piece(part, piece.line_start, piece.line_end, count_tokens(part), piece.start_s, piece.end_s))
+        text = text[len(part):]
+    return out
+
+
+def _pack(pieces: list[_Piece], budget: int, overlap: int) -> Iterable[list[_Piece]]:
+    """Greedy packing; a new chunk starts with the previous chunk's trailing pieces that fit in
+    `overlap` tokens, so a passage cut at a boundary still has its lead-in."""
+    current: list[_Piece] = []
+    used = 0
+    fresh = 0  # pieces in `current` that are not overlap
+    for piece in pieces:
+        if current and used + piece.tokens > budget:
+            if fresh:
+                yield current
+            current = _tail(current, overlap, budget - piece.tokens)
+            used = sum(p.tokens for p in current)
+            fresh = 0
+        current.append(piece)
+        used += piece.tokens
+        fresh += 1
+    if current and fresh:
+        yield current
+
+
+def _tail(pieces: list[_Piece], overlap: int, room: int) -> list[_Piece]:
+    tail: list[_Piece] = []
+    used = 0
+    for piece in reversed(pieces):
+        if used + piece.tokens > min(overlap, room):
+            break
+        tail.insert(0, piece)
+        used += piece.tokens
+    return tail
+
+
+def _chunk(doc: Document, ordinal: int, heading: str, header: str, body: str, pieces: list[_Piece],
+           occurrence: int) -> Chunk:
+    digest = hashlib.sha1(f"{doc.key}\0{heading}\0{body}\0{occurrence}".encode()).hexdigest()[:20]
+    starts = [p.start_s for p in pieces if p.start_s is not None]
+    ends = [p.end_s for p in pieces if p.end_s is not None]
+    return Chunk(
+        id=digest, doc_key=doc.key, ordinal=ordinal, title=doc.title, heading=heading, text=body,
+        embed_text=f"{header}\n{body}", line_start=min(p.line_start for p in pieces),
+        line_end=max(p.line_end for p in pieces), tags=doc.tags, aliases=doc.aliases,
+        source_type=doc.source_type, url=doc.url,
+        start_s=min(starts) if starts else None, end_s=max(ends) if ends else None,
+    )

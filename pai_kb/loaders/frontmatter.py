@@ -1,0 +1,92 @@
+"""YAML frontmatter: split it off, parse it safely, and normalise the keys Obsidian gives meaning to.
+
+A note with broken YAML is still a note: the body is indexed and the problem reported as a warning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+_MAX_FRONTMATTER = 64 * 1024
+_OPEN = re.compile(r"---[ \t]*$")
+_CLOSE = re.compile(r"(---|\.\.\.)[ \t]*$")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class Frontmatter:
+    data: Mapping[str, Any] = field(default_factory=dict)
+    line_count: int = 0  # lines the block occupies, fences included; the body starts after them
+    warning: str | None = None
+
+
+def split_frontmatter(lines: list[str]) -> Frontmatter:
+    if not lines or not _OPEN.match(lines[0]):
+        return Frontmatter()
+    for end in range(1, len(lines)):
+        if _CLOSE.match(lines[end]):
+            return _parse("\n".join(lines[1:end]), end + 1)
+    return Frontmatter(warning="frontmatter has no closing '---'; treated as body text")
+
+
+def _parse(text: str, line_count: int) -> Frontmatter:
+    if len(text) > _MAX_FRONTMATTER:
+        return Frontmatter(line_count=line_count, warning="frontmatter over 64 KB ignored")
+    try:
+        # Anchors and aliases are refused outright: they are never needed in note metadata and are
+        # how a "billion laughs" block explodes when the data is later serialised.
+        if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=_Loader)):
+            return Frontmatter(line_count=line_count, warning="frontmatter uses YAML aliases; ignored")
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Frontmatter(line_count=line_count, warning=f"frontmatter is not valid YAML ({first}); body indexed")
+    if data is None:
+        return Frontmatter(line_count=line_count)
+    if not isinstance(data, dict):
+        return Frontmatter(line_count=line_count, warning="frontmatter is not a key: value mapping; ignored")
+    return Frontmatter(data=plain(data), line_count=line_count)
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """JSON-safe copy: dates become ISO strings, keys strings; depth-limited against pathological input."""
+    if depth > 20:
+        return None
+    if isinstance(value, dict):
+        return {str(k): plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v, depth + 1) for v in value]
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def string_list(value: Any) -> tuple[str, ...]:
+    """Obsidian accepts `aliases`/`tags` as a list, a single string, or comma-separated text; empty items
+    (common in generated notes: `tags: [ ]` or `- `) are dropped."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else re.split(r",", str(value))
+    out = []
+    for item in items:
+        if isinstance(item, (dict, list)) or item is None:
+            continue
+        text = str(item).strip()
+        if text:
+            out.append(text)
+    return tuple(dict.fromkeys(out))
+
+
+def tag_list(value: Any) -> tuple[str, ...]:
+    tags = []
+    for item in string_list(value):
+        tags.extend(t.lstrip("#") for t in item.split() if t.lstrip("#"))
+    return tuple(dict.fromkeys(tags))

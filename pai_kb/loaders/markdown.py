@@ -1,0 +1,109 @@
+"""Markdown and Obsidian notes → `Document`: frontmatter, top-level blocks with true line numbers,
+tags, aliases and links. markdown-it-py owns block structure so code fences and tables are never
+mistaken for prose."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+from markdown_it import MarkdownIt
+
+from pai_kb.loaders import obsidian
+from pai_kb.loaders.frontmatter import split_frontmatter, string_list, tag_list
+from pai_kb.models import Block, Document
+
+_KINDS = {
+    "heading_open": "heading", "paragraph_open": "paragraph", "fence": "code", "code_block": "code",
+    "table_open": "table", "bullet_list_open": "list", "ordered_list_open": "list",
+    "blockquote_open": "quote", "hr": "hr", "html_block": "html",
+}
+_PROSE = {"paragraph", "list", "quote", "table"}
+
+
+def _parser() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"maxNesting": 40}).enable("table")
+
+
+_MD = _parser()
+
+
+def load_markdown(text: str, root: str, path: str, warnings: tuple[str, ...] = ()) -> Document:
+    lines = text.split("\n")
+    front = split_frontmatter(lines)
+    meta: dict[str, Any] = dict(front.data)
+    body_lines = [""] * front.line_count + obsidian.strip_comments(lines[front.line_count:])
+    blocks = _blocks(body_lines)
+    tags = list(tag_list(meta.get("tags") or meta.get("tag")))
+    for block in blocks:
+        if block.kind in _PROSE:
+            tags.extend(obsidian.inline_tags(block.text))
+    links = [link.target for link in obsidian.parse_links("\n".join(body_lines)) if link.target]
+    title = str(meta.get("title") or "").strip() or PurePosixPath(path).stem
+    all_warnings = warnings + ((f"{root}/{path}: {front.warning}",) if front.warning else ())
+    return Document(
+        root=root, path=path, title=title, source_type="note",
+        blocks=tuple(_clean(b) for b in blocks),
+        aliases=string_list(meta.get("aliases") or meta.get("alias")),
+        tags=tuple(dict.fromkeys(tags)), links=tuple(dict.fromkeys(links)),
+        metadata=meta, url=_url(meta), warnings=all_warnings,
+    )
+
+
+def _url(meta: dict[str, Any]) -> str | None:
+    for key in ("url", "source"):
+        value = meta.get(key)
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return value
+    return None
+
+
+def _blocks(lines: list[str]) -> list[Block]:
+    """Top-level blocks with 1-based inclusive line ranges, their text taken from the source lines."""
+    tokens = _MD.parse("\n".join(lines))
+    blocks: list[Block] = []
+    for i, tok in enumerate(tokens):
+        if tok.level != 0 or tok.map is None or tok.type not in _KINDS:
+            continue
+        start, end = tok.map
+        kind = _KINDS[tok.type]
+        if kind == "heading":
+            text = tokens[i + 1].content if i + 1 < len(tokens) else ""
+            blocks.append(Block("heading", text.strip(), start + 1, start + 1, level=int(tok.tag[1])))
+            continue
+        raw = "\n".join(lines[start:end]).strip("\n")
+        if raw.strip():
+            last = start + len(lines[start:end]) - _trailing_blank(lines[start:end])
+            blocks.append(Block(kind, raw, start + 1, max(start + 1, last)))
+    return blocks
+
+
+def _trailing_blank(lines: list[str]) -> int:
+    count = 0
+    for line in reversed(lines):
+        if line.strip():
+            break
+        count += 1
+    return count
+
+
+def _clean(block: Block) -> Block:
+    """The words a reader sees: links rendered, block ids and quote markers dropped, callouts labelled."""
+    if block.kind in ("code", "heading", "hr", "html"):
+        text = obsidian.render_links(block.text) if block.kind == "heading" else block.text
+        return Block(block.kind, text, block.line_start, block.line_end, block.level)
+    text = block.text
+    if block.kind == "quote":
+        text = _unquote(text)
+    text = obsidian.strip_block_ids(obsidian.render_links(text))
+    return Block(block.kind, text.strip(), block.line_start, block.line_end, block.level)
+
+
+def _unquote(text: str) -> str:
+    lines = [line.lstrip()[1:].removeprefix(" ") if line.lstrip().startswith(">") else line
+             for line in text.split("\n")]
+    header = obsidian.callout_header(lines[0]) if lines else None
+    if header:
+        kind, title = header
+        lines[0] = f"{kind.capitalize()}: {title}" if title else f"{kind.capitalize()}:"
+    return "\n".join(lines)

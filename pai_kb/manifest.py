@@ -1,0 +1,190 @@
+"""The manifest: one SQLite database that is the index's source of truth.
+
+It maps every file to its stat and content hash and its chunk ids, holds chunk text and citation
+fields, the keyword (FTS5) index, the index fingerprint, and a journal of vector ids that may exist in
+Chroma without being committed here (`orphans`). Because chunks and the keyword index change in the
+same SQLite transaction, they can never disagree; Chroma is repaired from the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pai_kb.models import Chunk
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files(
+    doc_key TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
+    content_hash TEXT NOT NULL, title TEXT, source_type TEXT, links TEXT, error TEXT,
+    indexed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks(
+    rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_key TEXT NOT NULL, ordinal INTEGER NOT NULL,
+    title TEXT, heading TEXT, text TEXT, embed_hash TEXT NOT NULL, line_start INTEGER, line_end INTEGER,
+    tags TEXT, aliases TEXT, source_type TEXT, url TEXT, start_s REAL, end_s REAL);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_key);
+CREATE INDEX IF NOT EXISTS chunks_embed ON chunks(embed_hash);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    title, aliases, heading, text, tokenize='porter unicode61 remove_diacritics 2');
+CREATE TABLE IF NOT EXISTS orphans(id TEXT PRIMARY KEY);
+"""
+_CHUNK_COLS = ("id, doc_key, ordinal, title, heading, text, line_start, line_end, tags, aliases, "
+               "source_type, url, start_s, end_s")
+# Title and aliases are what a note says it is about: a match there outweighs one in the body.
+_BM25_WEIGHTS = "bm25(chunks_fts, 4.0, 4.0, 2.0, 1.0)"
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class FileState:
+    mtime_ns: int
+    size: int
+    content_hash: str
+
+
+class Manifest:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- meta -----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- files ----------------------------------------------------------------------------------
+    def file_states(self) -> dict[str, FileState]:
+        rows = self._db.execute("SELECT doc_key, mtime_ns, size, content_hash FROM files")
+        return {key: FileState(m, s, h) for key, m, s, h in rows}
+
+    def file_errors(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT doc_key, error FROM files WHERE error IS NOT NULL"))
+
+    def chunk_ids(self, doc_key: str) -> list[str]:
+        rows = self._db.execute("SELECT id FROM chunks WHERE doc_key = ? ORDER BY ordinal", (doc_key,))
+        return [r[0] for r in rows]
+
+    def chunks_of(self, doc_key: str) -> list[Chunk]:
+        rows = self._db.execute(f"SELECT {_CHUNK_COLS} FROM chunks WHERE doc_key = ? ORDER BY ordinal", (doc_key,))
+        return [_chunk(r) for r in rows]
+
+    def ids_by_embed_hash(self, hashes: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        hashes = list(hashes)
+        for start in range(0, len(hashes), 500):
+            part = hashes[start:start + 500]
+            marks = ",".join("?" * len(part))
+            found.update(self._db.execute(
+                f"SELECT embed_hash, id FROM chunks WHERE embed_hash IN ({marks})", part))
+        return found
+
+    def write_document(self, db: sqlite3.Connection, doc_key: str, state: FileState, title: str,
+                       source_type: str, links: Sequence[str], chunks: Sequence[Chunk],
+                       embed_hashes: Sequence[str], error: str | None = None) -> None:
+        """Replace a file's row and all its chunks; call inside `transaction()`."""
+        self.delete_document(db, doc_key)
+        db.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (doc_key, state.mtime_ns, state.size, state.content_hash, title, source_type,
+                    json.dumps(list(links)), error, time.time()))
+        for chunk, embed_hash in zip(chunks, embed_hashes):
+            cur = db.execute(
+                "INSERT INTO chunks(id, doc_key, ordinal, title, heading, text, embed_hash, line_start, "
+                "line_end, tags, aliases, source_type, url, start_s, end_s) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (chunk.id, doc_key, chunk.ordinal, chunk.title, chunk.heading, chunk.text, embed_hash,
+                 chunk.line_start, chunk.line_end, json.dumps(list(chunk.tags)),
+                 json.dumps(list(chunk.aliases)), chunk.source_type, chunk.url, chunk.start_s, chunk.end_s))
+            db.execute("INSERT INTO chunks_fts(rowid, title, aliases, heading, text) VALUES (?, ?, ?, ?, ?)",
+                       (cur.lastrowid, chunk.title, " ".join(chunk.aliases), chunk.heading, chunk.text))
+
+    def delete_document(self, db: sqlite3.Connection, doc_key: str) -> None:
+        db.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE doc_key = ?)", (doc_key,))
+        db.execute("DELETE FROM chunks WHERE doc_key = ?", (doc_key,))
+        db.execute("DELETE FROM files WHERE doc_key = ?", (doc_key,))
+
+    # -- orphan journal -------------------------------------------------------------------------
+    def add_orphans(self, db: sqlite3.Connection, ids: Iterable[str]) -> None:
+        db.executemany("INSERT OR IGNORE INTO orphans(id) VALUES (?)", ((i,) for i in ids))
+
+    def orphans(self) -> list[str]:
+        """Journal ids the manifest does not hold: vectors that must be deleted from the store."""
+        rows = self._db.execute("SELECT o.id FROM orphans o LEFT JOIN chunks c ON c.id = o.id WHERE c.id IS NULL")
+        return [r[0] for r in rows]
+
+    def journal_size(self) -> int:
+        return self._db.execute("SELECT count(*) FROM orphans").fetchone()[0]
+
+    def clear_orphans(self, db: sqlite3.Connection, ids: Iterable[str] | None = None) -> None:
+        if ids is None:
+            db.execute("DELETE FROM orphans")
+        else:
+            db.executemany("DELETE FROM orphans WHERE id = ?", ((i,) for i in ids))
+
+    # -- reading --------------------------------------------------------------------------------
+    def get_chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
+        found: dict[str, Chunk] = {}
+        for start in range(0, len(ids), 500):
+            part = list(ids[start:start + 500])
+            marks = ",".join("?" * len(part))
+            for row in self._db.execute(f"SELECT {_CHUNK_COLS} FROM chunks WHERE id IN ({marks})", part):
+                found[row[0]] = _chunk(row)
+        return found
+
+    def keyword_search(self, query: str, k: int) -> list[tuple[str, float]]:
+        words = _WORD.findall(query)
+        if not words:
+            return []
+        match = " OR ".join('"' + w.replace('"', "") + '"' for w in dict.fromkeys(words))
+        rows = self._db.execute(
+            f"SELECT c.id, -{_BM25_WEIGHTS} AS score FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+            f"WHERE chunks_fts MATCH ? ORDER BY {_BM25_WEIGHTS} LIMIT ?", (match, k))
+        return [(i, float(s)) for i, s in rows]
+
+    def counts(self) -> tuple[int, int]:
+        files = self._db.execute("SELECT count(*) FROM files").fetchone()[0]
+        chunks = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return files, chunks
+
+    def all_chunk_ids(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT id FROM chunks")}
+
+    def reset(self) -> None:
+        with self.transaction() as db:
+            for table in ("files", "chunks", "chunks_fts", "orphans", "meta"):
+                db.execute(f"DELETE FROM {table}")
+
+
+def _chunk(row: tuple) -> Chunk:
+    (cid, doc_key, ordinal, title, heading, text, line_start, line_end, tags, aliases, source_type, url,
+     start_s, end_s) = row
+    return Chunk(id=cid, doc_key=doc_key, ordinal=ordinal, title=title, heading=heading, text=text,
+                 embed_text="", line_start=line_start, line_end=line_end, tags=tuple(json.loads(tags)),
+                 aliases=tuple(json.loads(aliases)), source_type=source_type, url=url, start_s=start_s,
+                 end_s=end_s)

@@ -1,0 +1,96 @@
+"""Turning results into text for people and JSON for programs. The JSON shapes are a public contract:
+other tools parse them, so fields are only ever added, never renamed or removed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pai_kb.kb import Status
+from pai_kb.models import Hit
+from pai_kb.sync import SyncReport
+
+_SNIPPET = 240
+
+
+def hit_dict(hit: Hit) -> dict[str, Any]:
+    c = hit.chunk
+    return {
+        "rank": hit.rank, "score": round(hit.score, 6), "path": c.path, "root": c.root, "title": c.title,
+        "heading": c.heading, "line_start": c.line_start, "line_end": c.line_end,
+        "source_type": c.source_type, "tags": list(c.tags), "text": c.text, "url": c.url,
+        "start_s": c.start_s, "end_s": c.end_s, "chunk_id": c.id,
+    }
+
+
+def search_json(query: str, hits: Sequence[Hit], **echo: Any) -> str:
+    return json.dumps({"query": query, **echo, "results": [hit_dict(h) for h in hits]}, ensure_ascii=False)
+
+
+def search_text(hits: Sequence[Hit]) -> str:
+    if not hits:
+        return "No results."
+    blocks = []
+    for hit in hits:
+        c = hit.chunk
+        snippet = " ".join(c.text.split())
+        snippet = snippet if len(snippet) <= _SNIPPET else snippet[:_SNIPPET - 1] + "…"
+        blocks.append(f"{hit.rank}. {citation(hit)}  [{hit.score:.3f}]\n   {c.heading}\n   {snippet}")
+    return "\n\n".join(blocks)
+
+
+def citation(hit: Hit) -> str:
+    c = hit.chunk
+    where = f"{c.path}:{c.line_start}-{c.line_end}" if c.line_end != c.line_start else f"{c.path}:{c.line_start}"
+    if c.start_s is not None:
+        where += f" @ {timestamp(c.start_s)}"
+    return f"{where} {c.url}" if c.url else where
+
+
+def timestamp(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def report_text(report: SyncReport) -> str:
+    return (f"{report.added} added, {report.updated} updated, {report.moved} moved, {report.removed} removed, "
+            f"{report.unchanged} unchanged, {report.skipped} skipped files; {report.chunks_embedded} chunks "
+            f"embedded, {report.chunks_reused} reused, {report.chunks_total} in index; {report.seconds:.2f} s")
+
+
+def report_json(report: SyncReport) -> str:
+    return json.dumps(vars(report), ensure_ascii=False)
+
+
+def status_dict(status: Status) -> dict[str, Any]:
+    pending = status.pending
+    return {
+        "index": str(status.index_dir), "files": status.files, "chunks": status.chunks, "model": status.model,
+        "model_matches_settings": status.fingerprint_ok, "size_bytes": status.size_bytes,
+        "last_sync": _iso(status.last_sync),
+        "out_of_date": {"new": list(pending.new), "changed": list(pending.changed), "deleted": list(pending.deleted)},
+        "skipped": status.errors,
+    }
+
+
+def status_text(status: Status) -> str:
+    d = status_dict(status)
+    stale = d["out_of_date"]
+    lines = [
+        f"index:      {d['index']}",
+        f"files:      {d['files']}   chunks: {d['chunks']}   size: {d['size_bytes'] / 1e6:.1f} MB",
+        f"model:      {d['model'] or '(none yet)'}" + ("" if d["model_matches_settings"] else
+                                                     "  (differs from settings: run pai-kb index --rebuild)"),
+        f"last sync:  {d['last_sync'] or 'never'}",
+        f"out of date: {len(stale['new'])} new, {len(stale['changed'])} changed, {len(stale['deleted'])} deleted",
+    ]
+    for kind in ("new", "changed", "deleted"):
+        lines.extend(f"  {kind}: {key}" for key in stale[kind][:20])
+    lines.extend(f"  skipped: {key}: {why}" for key, why in list(d["skipped"].items())[:20])
+    return "\n".join(lines)
+
+
+def _iso(ts: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds") if ts else None

@@ -1,0 +1,77 @@
+"""Retrieval: dense (Chroma), keyword (SQLite FTS5 BM25) and their fusion.
+
+Hybrid ranks by reciprocal rank fusion: it needs no score calibration between cosine similarities and
+BM25 scores, which live on unrelated scales. Results are hydrated from the manifest, so a vector the
+manifest does not know (left by an interrupted run) is never returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pai_kb.embeddings import Embedder
+from pai_kb.manifest import Manifest
+from pai_kb.models import Chunk, Hit
+from pai_kb.store import VectorStore
+
+MODES = ("hybrid", "dense", "keyword")
+RRF_K = 60
+# Each ranking contributes this many candidates to fusion: deep enough that a passage ranked well by
+# one method but poorly by the other still competes.
+_CANDIDATES = 50
+
+
+def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[tuple[str, float]]:
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def overlaps(a: Chunk, b: Chunk) -> bool:
+    return a.doc_key == b.doc_key and a.line_start <= b.line_end and b.line_start <= a.line_end
+
+
+def select(ranked: Sequence[tuple[Chunk, float]], k: int, per_note: int | None = None) -> list[Hit]:
+    """Top k, skipping a chunk that overlaps one already taken (overlap windows repeat text) and
+    capping chunks per note."""
+    taken: list[Chunk] = []
+    hits: list[Hit] = []
+    per_doc: dict[str, int] = {}
+    for chunk, score in ranked:
+        if any(overlaps(chunk, t) for t in taken):
+            continue
+        if per_note is not None and per_doc.get(chunk.doc_key, 0) >= per_note:
+            continue
+        taken.append(chunk)
+        per_doc[chunk.doc_key] = per_doc.get(chunk.doc_key, 0) + 1
+        hits.append(Hit(chunk=chunk, score=score, rank=len(hits) + 1))
+        if len(hits) == k:
+            break
+    return hits
+
+
+class Retriever:
+    def __init__(self, manifest: Manifest, store: Callable[[], VectorStore], embedder: Callable[[], Embedder]) -> None:
+        self.manifest = manifest
+        self._store = store
+        self._embedder = embedder
+
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None) -> list[Hit]:
+        depth = max(_CANDIDATES, k * 3)
+        if mode == "keyword":
+            ranked = self.manifest.keyword_search(query, depth)
+        elif mode == "dense":
+            ranked = self._dense(query, depth)
+        else:
+            dense = [i for i, _ in self._dense(query, depth)]
+            keyword = [i for i, _ in self.manifest.keyword_search(query, depth)]
+            ranked = rrf([dense, keyword])
+        chunks = self.manifest.get_chunks([i for i, _ in ranked])
+        return select([(chunks[i], s) for i, s in ranked if i in chunks], k, per_note)
+
+    def _dense(self, query: str, depth: int) -> list[tuple[str, float]]:
+        vector = self._embedder().embed([query])[0]
+        return self._store().query(vector, depth)
+
