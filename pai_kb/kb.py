@@ -81,10 +81,10 @@ class KnowledgeBase:
             self.store.reset()
         self._check_fingerprint(record=True)
         syncer = Syncer(self.config, self.manifest, lambda: self.store, self.embedder)
-        if self.manifest.get_meta("dirty"):
-            report.repaired = self._verify_store()
         if self.manifest.journal_size():
             report.repaired += syncer.repair()
+        if self.manifest.get_meta("dirty"):
+            report.repaired += self._verify_store()
         disk = discover(self.roots, self.config.exclude)
         indexed = self.manifest.file_states()
         diff = diff_stats(disk, indexed)

@@ -292,11 +292,10 @@ class Syncer:
                            [(disk[k].mtime_ns, disk[k].size, k) for k in keys])
 
     def repair(self) -> int:
-        """Delete vectors an interrupted run left behind; returns how many ids were examined."""
+        """Delete the vectors an interrupted run left behind; returns how many."""
         orphans = self.manifest.orphans()
         if orphans:
             self.store.delete(orphans)
-        journal = self.manifest.journal_size()
         with self.manifest.transaction() as db:
             self.manifest.clear_orphans(db)
-        return journal
+        return len(orphans)

@@ -1,0 +1,32 @@
+# Two commands for a new user: `make demo` and `make test`. Each installs what it needs first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PAI := $(VENV)/bin/pai-kb
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch goes in first, pinned: left to sentence-transformers, pip would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(PAI) index
+	$(PAI) search "how long should a pour-over take?" -k 3
+	$(PAI) search "what does the IoT VLAN allow?" -k 2 --json
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) index/chroma index/*.sqlite3* index/write.lock

@@ -1,0 +1,78 @@
+"""Shared fixtures. Tests never touch the project's own index/: every KnowledgeBase gets a temp dir."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from pai_kb.config import load_config
+from pai_kb.embeddings import SentenceTransformerEmbedder
+from pai_kb.kb import KnowledgeBase
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data"
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def needs_shared() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent (only CI and dev machines have it)")
+
+
+class HashEmbedder:
+    """A deterministic bag-of-words embedder: fast, and similar texts get similar vectors. Counting uses
+    the real model's tokenizer so chunk sizes are the production ones. Records every text embedded."""
+
+    model_id = "test-hash-embedder"
+    dim = 64
+
+    def __init__(self) -> None:
+        self._real = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+        self.max_tokens = self._real.max_tokens
+        self.embedded: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        return self._real.count_tokens(text)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.embedded.extend(texts)
+        return [self._vector(t) for t in texts]
+
+    def _vector(self, text: str) -> list[float]:
+        vec = [0.0] * self.dim
+        for word in re.findall(r"\w+", text.lower()):
+            h = int.from_bytes(hashlib.md5(word.encode()).digest()[:4], "little")
+            vec[h % self.dim] += 1.0 if h & 1 << 20 else -1.0
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
+
+
+@pytest.fixture
+def embedder() -> HashEmbedder:
+    return HashEmbedder()
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Path:
+    """A writable copy of the project's sample vault."""
+    target = tmp_path / "vault"
+    shutil.copytree(PROJECT / "vault", target)
+    return target
+
+
+def make_kb(tmp_path: Path, vault: Path, embedder: object, **changes: object) -> KnowledgeBase:
+    flags = {"vault": vault, "inbox": tmp_path / "inbox", "index_dir": tmp_path / "index"}
+    config = load_config(flags, env={}, cwd=tmp_path).replace(**changes)
+    return KnowledgeBase(config, embedder=embedder)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
