@@ -76,3 +76,14 @@ def make_kb(tmp_path: Path, vault: Path, embedder: object, **changes: object) ->
 @pytest.fixture(scope="session")
 def real_embedder() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def help_kb(tmp_path_factory, real_embedder) -> KnowledgeBase:
+    """The real Obsidian Help vault (../shared), indexed once per session with the real model."""
+    if not DATA.is_dir():
+        pytest.skip("../shared/data is absent (only CI and dev machines have it)")
+    tmp = tmp_path_factory.mktemp("help")
+    kb = make_kb(tmp, DATA / "obsidian-help" / "en", real_embedder)
+    kb.index()
+    return kb

@@ -1,0 +1,72 @@
+"""Integration on the real Obsidian Help vault in ../shared: parsing facts and retrieval quality."""
+
+import json
+import re
+from pathlib import Path
+
+from conftest import DATA, needs_shared
+from pai_kb.loaders import load_bytes
+
+pytestmark = needs_shared()
+VAULT = DATA / "obsidian-help" / "en"
+QUESTIONS = [json.loads(line) for line in (Path(__file__).parent / "data/obsidian_help_questions.jsonl").open()]
+
+
+def load(rel: str):
+    return load_bytes((VAULT / rel).read_bytes(), "vault", rel)
+
+
+def test_aliases_and_heading_facts():
+    doc = load("Linking notes and files/Aliases.md")
+    assert doc.aliases == ("alias", "aliases", "How to/Add aliases to note")
+    assert doc.metadata["permalink"] == "aliases"
+    headings = [b.text for b in doc.blocks if b.kind == "heading"]
+    assert headings[:3] == ["Add an alias to a note", "Link to a note using an alias", "Find unlinked mentions for an alias"]
+    assert "Internal links" in doc.links and "Properties" in doc.links
+
+
+def test_every_note_loads_and_is_indexed(help_kb):
+    notes = sorted(p.relative_to(VAULT).as_posix() for p in VAULT.rglob("*.md"))
+    assert len(notes) == 173
+    assert {f"vault/{n}" for n in notes} == set(help_kb.manifest.file_states())
+    assert help_kb.manifest.file_errors() == {}
+
+
+def test_chunks_fit_the_model_and_cite_real_lines(help_kb, real_embedder):
+    rows = help_kb.manifest._db.execute("SELECT doc_key, heading, text, line_start, line_end FROM chunks").fetchall()
+    assert len(rows) > 1000
+    cache: dict[str, list[str]] = {}
+    for doc_key, heading, text, start, end in rows:
+        assert real_embedder.count_tokens(f"{heading}\n{text}") <= real_embedder.max_tokens
+        lines = cache.setdefault(doc_key, (VAULT / doc_key.split("/", 1)[1]).read_text().split("\n"))
+        assert 1 <= start <= end <= len(lines)
+        source = "\n".join(lines[start - 1:end]).lower()
+        words = set(re.findall(r"[a-z]{4,}", text.lower()))
+        found = sum(w in source for w in words)
+        assert found >= 0.9 * len(words), (doc_key, start, end, text[:80])
+
+
+def test_heading_path_of_a_section(help_kb):
+    hits = help_kb.search("Doggo Woofer Yapper", k=1, mode="keyword")
+    assert hits[0].chunk.path == "Linking notes and files/Aliases.md"
+    assert hits[0].chunk.heading == "Aliases > Add an alias to a note"
+
+
+def recall_and_mrr(kb, mode: str, k: int = 5) -> tuple[float, float]:
+    hits_at_k, rr = 0, 0.0
+    for item in QUESTIONS:
+        paths = [h.chunk.path for h in kb.search(item["q"], k=20, mode=mode, per_note=1)]
+        ranks = [i for i, p in enumerate(paths, start=1) if p in item["relevant"]]
+        hits_at_k += bool(ranks and ranks[0] <= k)
+        rr += 1.0 / ranks[0] if ranks and ranks[0] <= 10 else 0.0
+    return hits_at_k / len(QUESTIONS), rr / len(QUESTIONS)
+
+
+def test_own_questions_retrieval_quality(help_kb, capsys):
+    assert len(QUESTIONS) >= 30
+    figures = {mode: recall_and_mrr(help_kb, mode) for mode in ("dense", "keyword", "hybrid")}
+    with capsys.disabled():
+        for mode, (recall, mrr) in figures.items():
+            print(f"\n[obsidian-help, {len(QUESTIONS)} questions] {mode}: recall@5={recall:.3f} MRR@10={mrr:.3f}")
+    assert figures["dense"][0] >= 0.8 and figures["hybrid"][0] >= 0.8
+    assert figures["hybrid"][1] >= 0.6
