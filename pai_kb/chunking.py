@@ -3,14 +3,15 @@
 Sections follow headings; a section's blocks are packed greedily up to the token budget. Blocks are
 split only when one alone is over budget, and then at the gentlest break available (the table
 `_BREAKS` orders them), so code blocks and tables stay whole whenever they fit. Token counts come from
-the model's own tokenizer (passed in as `count_tokens`): a chunk the model would truncate is a bug.
+the model's own tokenizer (passed in as `count_tokens`, which counts a whole list at once because the
+tokenizer is far faster in batches): a chunk the model would truncate is a bug.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pai_kb.models import Block, Chunk, Document
@@ -28,7 +29,7 @@ _BREAKS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("word", re.compile(r"(?<=\s)")),
 )
 
-TokenCounter = Callable[[str], int]
+TokenCounter = Callable[[Sequence[str]], list[int]]
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,14 @@ def chunk_document(doc: Document, count_tokens: TokenCounter, max_tokens: int, o
     included), so the prefix shrinks the body budget when needed rather than being truncated away."""
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
-    for heading, blocks in _sections(doc):
-        header = _header(heading, count_tokens)
-        budget = max(16, min(max_tokens, model_limit - count_tokens(header) - 1))
-        for pieces in _pack(_pieces(blocks, count_tokens, budget), budget, overlap):
+    sections = list(_sections(doc))
+    block_tokens = iter(count_tokens([b.text for _, blocks in sections for b in blocks]))
+    header_tokens = count_tokens([heading for heading, _ in sections])
+    for (heading, blocks), tokens in zip(sections, header_tokens):
+        header = _header(heading, tokens, count_tokens)
+        budget = max(16, min(max_tokens, model_limit - min(tokens, MAX_HEADER_TOKENS) - 1))
+        counted = [(b, next(block_tokens)) for b in blocks]
+        for pieces in _pack(_pieces(counted, count_tokens, budget), budget, overlap):
             body = "\n\n".join(p.text for p in pieces)
             key = f"{heading}\0{body}"
             seen[key] = seen.get(key, -1) + 1
@@ -83,18 +88,18 @@ def _heading_path(title: str, stack: list[tuple[int, str]]) -> str:
     return " > ".join(parts)
 
 
-def _header(heading: str, count_tokens: TokenCounter) -> str:
+def _header(heading: str, tokens: int, count_tokens: TokenCounter) -> str:
     header = heading
-    while count_tokens(header) > MAX_HEADER_TOKENS and len(header) > 8:
+    while tokens > MAX_HEADER_TOKENS and len(header) > 8:
         header = header[: int(len(header) * 0.8)]
+        tokens = count_tokens([header])[0]
     return header
 
 
-def _pieces(blocks: list[Block], count_tokens: TokenCounter, budget: int) -> list[_Piece]:
+def _pieces(blocks: list[tuple[Block, int]], count_tokens: TokenCounter, budget: int) -> list[_Piece]:
     pieces = []
-    for block in blocks:
-        piece = _Piece(block.text, block.line_start, block.line_end, count_tokens(block.text),
-                       block.start_s, block.end_s)
+    for block, tokens in blocks:
+        piece = _Piece(block.text, block.line_start, block.line_end, tokens, block.start_s, block.end_s)
         pieces.extend(_split(piece, count_tokens, budget, 0))
     return [p for p in pieces if p.text.strip()]
 
@@ -109,22 +114,21 @@ def _split(piece: _Piece, count_tokens: TokenCounter, budget: int, level: int) -
         return _split(piece, count_tokens, budget, level + 1)
     out: list[_Piece] = []
     line = piece.line_start
-    for group in _group(parts, count_tokens, budget):
-        text = "".join(group)
+    groups = ["".join(g) for g in _group(parts, count_tokens(parts), budget)]
+    for text, tokens in zip(groups, count_tokens(groups)):
         lead = len(text) - len(text.lstrip())
         start = min(piece.line_end, line + text[:lead].count("\n"))
         end = min(piece.line_end, line + text.rstrip().count("\n"))
-        sub = _Piece(text.strip(), start, end, count_tokens(text), piece.start_s, piece.end_s)
+        sub = _Piece(text.strip(), start, end, tokens, piece.start_s, piece.end_s)
         out.extend(_split(sub, count_tokens, budget, level + 1))
         line += text.count("\n")
     return out
 
 
-def _group(parts: list[str], count_tokens: TokenCounter, budget: int) -> list[list[str]]:
+def _group(parts: list[str], part_tokens: list[int], budget: int) -> list[list[str]]:
     groups: list[list[str]] = [[]]
     used = 0
-    for part in parts:
-        tokens = count_tokens(part)
+    for part, tokens in zip(parts, part_tokens):
         if groups[-1] and used + tokens > budget:
             groups.append([])
             used = 0
@@ -138,9 +142,11 @@ def _split_chars(piece: _Piece, count_tokens: TokenCounter, budget: int) -> list
     text, step = piece.text, max(1, budget)
     while text:
         part = text[:step]
-        while count_tokens(part) > budget and len(part) > 1:
+        tokens = count_tokens([part])[0]
+        while tokens > budget and len(part) > 1:
             part = part[: len(part) // 2]
-        out.append(_Piece(part, piece.line_start, piece.line_end, count_tokens(part), piece.start_s, piece.end_s))
+            tokens = count_tokens([part])[0]
+        out.append(_Piece(part, piece.line_start, piece.line_end, tokens, piece.start_s, piece.end_s))
         text = text[len(part):]
     return out
 

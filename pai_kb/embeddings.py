@@ -24,7 +24,7 @@ class Embedder(Protocol):
     dim: int
     max_tokens: int  # word-pieces the model reads, special tokens excluded
 
-    def count_tokens(self, text: str) -> int: ...
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
@@ -76,8 +76,10 @@ class SentenceTransformerEmbedder:
         torch.set_num_threads(self.threads)
         return SentenceTransformer(str(self.path), device="cpu")
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:

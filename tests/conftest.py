@@ -38,8 +38,8 @@ class HashEmbedder:
         self.max_tokens = self._real.max_tokens
         self.embedded: list[str] = []
 
-    def count_tokens(self, text: str) -> int:
-        return self._real.count_tokens(text)
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self._real.count_tokens(texts)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         self.embedded.extend(texts)

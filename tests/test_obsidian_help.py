@@ -37,7 +37,7 @@ def test_chunks_fit_the_model_and_cite_real_lines(help_kb, real_embedder):
     assert len(rows) > 1000
     cache: dict[str, list[str]] = {}
     for doc_key, heading, text, start, end in rows:
-        assert real_embedder.count_tokens(f"{heading}\n{text}") <= real_embedder.max_tokens
+        assert real_embedder.count_tokens([f"{heading}\n{text}"])[0] <= real_embedder.max_tokens
         lines = cache.setdefault(doc_key, (VAULT / doc_key.split("/", 1)[1]).read_text().split("\n"))
         assert 1 <= start <= end <= len(lines)
         source = "\n".join(lines[start - 1:end]).lower()
