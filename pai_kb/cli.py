@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,6 +17,8 @@ from pai_kb import render
 from pai_kb.config import load_config
 from pai_kb.errors import PaiKbError
 from pai_kb.kb import KnowledgeBase
+from pai_kb.manifest import Filters
+from pai_kb.models import SOURCE_TYPES
 from pai_kb.search import MODES
 
 _MAX_WARNINGS = 20
@@ -56,6 +61,21 @@ class _Lazy:
         finally:
             kb.close()
 
+    @contextmanager
+    def eval_index(self) -> Iterator[tuple[Callable[[Path, Path], KnowledgeBase], Path]]:
+        """A KnowledgeBase factory over the evaluation corpus, and where its index lives."""
+        base = load_config(self.flags)
+
+        def make(vault: Path, index_dir: Path) -> KnowledgeBase:
+            return KnowledgeBase(base.replace(vault=vault, inbox=index_dir / "no-inbox", index_dir=index_dir,
+                                              exclude=()))
+
+        if self.flags.get("index_dir"):
+            yield make, base.index_dir
+            return
+        with tempfile.TemporaryDirectory(prefix="pai-kb-eval-") as tmp:
+            yield make, Path(tmp)
+
 
 @main.command()
 @click.option("--rebuild", is_flag=True, help="Drop the index and build it again (after changing model or chunking).")
@@ -69,23 +89,78 @@ def index(lazy: _Lazy, rebuild: bool, as_json: bool) -> None:
     click.echo(render.report_json(report) if as_json else render.report_text(report))
 
 
+def filter_options(fn: Callable) -> Callable:
+    """--type/--tag/--path/--since, shared by every query command."""
+    for option in reversed((
+        click.option("--type", "types", multiple=True, type=click.Choice(SOURCE_TYPES),
+                     help="Only this kind of material (repeatable)."),
+        click.option("--tag", "tags", multiple=True, help="Only material with this tag or a tag nested under it (repeatable, all must match)."),
+        click.option("--path", "path_glob", help="Only paths matching this glob, relative to the vault or inbox."),
+        click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Only material dated on or after YYYY-MM-DD."),
+    )):
+        fn = option(fn)
+    return fn
+
+
+def _filters(types: tuple[str, ...], tags: tuple[str, ...], path_glob: str | None,
+             since: dt.datetime | None) -> Filters:
+    return Filters(types=types, tags=tags, path=path_glob, since=since.date().isoformat() if since else None)
+
+
 @main.command()
 @click.argument("query")
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 200), help="Results to return.")
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
 @click.option("--per-note", type=click.IntRange(1), help="At most this many passages per note.")
+@filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
-def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, as_json: bool) -> None:
+def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, as_json: bool,
+           **filter_args: Any) -> None:
     """Find the passages that answer QUERY."""
     if not query.strip():
         raise click.UsageError("QUERY is empty; say what to look for")
+    filters = _filters(**filter_args)
     with lazy.kb() as kb:
-        hits = kb.search(query, k=k, mode=mode, per_note=per_note)
+        hits = kb.search(query, k=k, mode=mode, per_note=per_note, filters=filters)
     if as_json:
-        click.echo(render.search_json(query, hits, mode=mode, k=k, per_note=per_note))
+        click.echo(render.search_json(query, hits, mode=mode, k=k, per_note=per_note, filters=vars(filters)))
     else:
         click.echo(render.search_text(hits))
+
+
+@main.command()
+@click.argument("note")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 100), help="Notes to return.")
+@click.option("--new-only", is_flag=True, help="Leave out notes NOTE already links to.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def related(lazy: _Lazy, note: str, k: int, new_only: bool, as_json: bool) -> None:
+    """Notes most related to NOTE (a path relative to the vault, or a note title)."""
+    with lazy.kb() as kb:
+        notes = kb.related(note, k=k, new_only=new_only)
+    click.echo(render.related_json(note, notes) if as_json else render.related_text(notes))
+
+
+@main.command(name="eval")
+@click.option("--corpus", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="BEIR corpus.jsonl ({_id, title, text} per line).")
+@click.option("--queries", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="BEIR queries.jsonl ({_id, text} per line).")
+@click.option("--qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="BEIR qrels TSV (query-id, corpus-id, score).")
+@click.option("--mode", "modes", multiple=True, type=click.Choice(MODES), help="Modes to run [all].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def eval_(lazy: _Lazy, corpus: Path, queries: Path, qrels: Path, modes: tuple[str, ...], as_json: bool) -> None:
+    """Index a BEIR dataset and print nDCG@10, Recall@10/100, MRR@10 and latency per mode.
+
+    The index goes to a temporary folder, or to --index when given (reused by later runs)."""
+    from pai_kb.evaluation import run_eval
+
+    with lazy.eval_index() as (make_kb, index_dir), _progress("Indexing corpus") as progress:
+        figures, judged = run_eval(make_kb, corpus, queries, qrels, index_dir, modes or MODES, progress)
+    click.echo(render.eval_json(figures, judged) if as_json else render.eval_text(figures, judged))
 
 
 @main.command()

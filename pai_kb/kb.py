@@ -16,8 +16,9 @@ from pai_kb.config import Config
 from pai_kb.embeddings import Embedder, SentenceTransformerEmbedder
 from pai_kb.errors import ConfigError, IndexMismatchError
 from pai_kb.locking import writer_lock
-from pai_kb.manifest import Manifest
+from pai_kb.manifest import SCHEMA_VERSION, Filters, Manifest
 from pai_kb.models import Hit
+from pai_kb.related import RelatedNote, related
 from pai_kb.search import MODES, Retriever
 from pai_kb.sources import SourceFile, discover
 from pai_kb.store import VectorStore
@@ -61,7 +62,8 @@ class KnowledgeBase:
     @property
     def fingerprint(self) -> str:
         e, c = self.embedder, self.config
-        return f"{e.model_id}|dim={e.dim}|chunker={CHUNKER_VERSION}|tokens={c.chunk_tokens}|overlap={c.chunk_overlap}"
+        return (f"{e.model_id}|dim={e.dim}|chunker={CHUNKER_VERSION}|tokens={c.chunk_tokens}|"
+                f"overlap={c.chunk_overlap}|schema={SCHEMA_VERSION}")
 
     def close(self) -> None:
         if "manifest" in self.__dict__:
@@ -143,13 +145,17 @@ class KnowledgeBase:
             db.execute("DELETE FROM meta WHERE key = ?", (key,))
 
     # -- reading --------------------------------------------------------------------------------
-    def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None) -> list[Hit]:
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
+               filters: Filters = Filters()) -> list[Hit]:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
-        if mode != "keyword":
-            self._check_fingerprint()
+        self._check_fingerprint()
         retriever = Retriever(self.manifest, lambda: self.store, lambda: self.embedder)
-        return retriever.search(query, k, mode, per_note)
+        return retriever.search(query, k, mode, per_note, filters)
+
+    def related(self, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
+        self._check_fingerprint()
+        return related(self.manifest, self.store, note, k, new_only)
 
     def status(self) -> Status:
         files, chunks = self.manifest.counts()

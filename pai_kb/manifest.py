@@ -9,7 +9,6 @@ same SQLite transaction, they can never disagree; Chroma is repaired from the jo
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pai_kb.keyword import fts_query
 from pai_kb.models import Chunk
 
 _SCHEMA = """
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files(
     doc_key TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
     content_hash TEXT NOT NULL, title TEXT, source_type TEXT, links TEXT, error TEXT,
-    indexed_at REAL NOT NULL);
+    doc_date TEXT, indexed_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks(
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_key TEXT NOT NULL, ordinal INTEGER NOT NULL,
     title TEXT, heading TEXT, text TEXT, embed_hash TEXT NOT NULL, line_start INTEGER, line_end INTEGER,
@@ -35,11 +35,57 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     title, aliases, heading, text, tokenize='porter unicode61 remove_diacritics 2');
 CREATE TABLE IF NOT EXISTS orphans(id TEXT PRIMARY KEY);
 """
+# Part of the index fingerprint: a manifest written with another schema must be rebuilt, not read.
+SCHEMA_VERSION = 2
+_TABLES = ("meta", "files", "chunks", "chunks_fts", "orphans")
 _CHUNK_COLS = ("id, doc_key, ordinal, title, heading, text, line_start, line_end, tags, aliases, "
                "source_type, url, start_s, end_s")
 # Title and aliases are what a note says it is about: a match there outweighs one in the body.
 _BM25_WEIGHTS = "bm25(chunks_fts, 4.0, 4.0, 2.0, 1.0)"
-_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class DocInfo:
+    """What the manifest keeps about a file besides its chunks."""
+    title: str
+    source_type: str = "note"
+    links: Sequence[str] = ()
+    date: str | None = None  # ISO date the material is from: its own date if it says, else its mtime
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Search restrictions, applied identically to keyword and dense retrieval."""
+    types: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    path: str | None = None  # glob on the path relative to its root
+    since: str | None = None  # ISO date, inclusive
+
+    @property
+    def active(self) -> bool:
+        return bool(self.types or self.tags or self.path or self.since)
+
+
+def filter_sql(filters: Filters) -> tuple[str, list[str]]:
+    """A WHERE fragment over `chunks c` joined with `files f`, and its parameters."""
+    clauses: list[str] = []
+    params: list[str] = []
+    if filters.types:
+        clauses.append(f"c.source_type IN ({','.join('?' * len(filters.types))})")
+        params.extend(filters.types)
+    for tag in filters.tags:
+        # Obsidian tags are case-insensitive and nested: #coffee matches #coffee/espresso.
+        clauses.append("EXISTS (SELECT 1 FROM json_each(c.tags) t WHERE lower(t.value) = ? "
+                       "OR lower(t.value) LIKE ? || '/%')")
+        params.extend([tag.lower().lstrip("#")] * 2)
+    if filters.path:
+        clauses.append("substr(c.doc_key, instr(c.doc_key, '/') + 1) GLOB ?")
+        params.append(filters.path)
+    if filters.since:
+        clauses.append("f.doc_date >= ?")
+        params.append(filters.since)
+    return (" AND ".join(clauses) or "1"), params
 
 
 @dataclass(frozen=True)
@@ -105,14 +151,14 @@ class Manifest:
                 f"SELECT embed_hash, id FROM chunks WHERE embed_hash IN ({marks})", part))
         return found
 
-    def write_document(self, db: sqlite3.Connection, doc_key: str, state: FileState, title: str,
-                       source_type: str, links: Sequence[str], chunks: Sequence[Chunk],
-                       embed_hashes: Sequence[str], error: str | None = None) -> None:
+    def write_document(self, db: sqlite3.Connection, doc_key: str, state: FileState, info: DocInfo,
+                       chunks: Sequence[Chunk], embed_hashes: Sequence[str]) -> None:
         """Replace a file's row and all its chunks; call inside `transaction()`."""
         self.delete_document(db, doc_key)
-        db.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (doc_key, state.mtime_ns, state.size, state.content_hash, title, source_type,
-                    json.dumps(list(links)), error, time.time()))
+        db.execute("INSERT INTO files(doc_key, mtime_ns, size, content_hash, title, source_type, links, error, "
+                   "doc_date, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (doc_key, state.mtime_ns, state.size, state.content_hash, info.title, info.source_type,
+                    json.dumps(list(info.links)), info.error, info.date, time.time()))
         for chunk, embed_hash in zip(chunks, embed_hashes):
             cur = db.execute(
                 "INSERT INTO chunks(id, doc_key, ordinal, title, heading, text, embed_hash, line_start, "
@@ -157,15 +203,26 @@ class Manifest:
                 found[row[0]] = _chunk(row)
         return found
 
-    def keyword_search(self, query: str, k: int) -> list[tuple[str, float]]:
-        words = _WORD.findall(query)
-        if not words:
+    def keyword_search(self, query: str, k: int, filters: Filters = Filters()) -> list[tuple[str, float]]:
+        match = fts_query(query)
+        if match is None:
             return []
-        match = " OR ".join('"' + w.replace('"', "") + '"' for w in dict.fromkeys(words))
+        where, params = filter_sql(filters)
         rows = self._db.execute(
             f"SELECT c.id, -{_BM25_WEIGHTS} AS score FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
-            f"WHERE chunks_fts MATCH ? ORDER BY {_BM25_WEIGHTS} LIMIT ?", (match, k))
+            f"JOIN files f ON f.doc_key = c.doc_key WHERE chunks_fts MATCH ? AND {where} "
+            f"ORDER BY {_BM25_WEIGHTS} LIMIT ?", (match, *params, k))
         return [(i, float(s)) for i, s in rows]
+
+    def filtered_ids(self, filters: Filters) -> list[str]:
+        where, params = filter_sql(filters)
+        rows = self._db.execute(f"SELECT c.id FROM chunks c JOIN files f ON f.doc_key = c.doc_key WHERE {where}", params)
+        return [r[0] for r in rows]
+
+    def documents(self) -> dict[str, tuple[str, list[str]]]:
+        """doc key -> (title, outgoing link targets), for resolving note names and links."""
+        rows = self._db.execute("SELECT doc_key, title, links FROM files")
+        return {key: (title or "", json.loads(links or "[]")) for key, title, links in rows}
 
     def counts(self) -> tuple[int, int]:
         files = self._db.execute("SELECT count(*) FROM files").fetchone()[0]
@@ -176,9 +233,11 @@ class Manifest:
         return {r[0] for r in self._db.execute("SELECT id FROM chunks")}
 
     def reset(self) -> None:
+        """Drop everything, schema included, so a rebuild also upgrades an index of an older schema."""
         with self.transaction() as db:
-            for table in ("files", "chunks", "chunks_fts", "orphans", "meta"):
-                db.execute(f"DELETE FROM {table}")
+            for table in _TABLES:
+                db.execute(f"DROP TABLE IF EXISTS {table}")
+        self._db.executescript(_SCHEMA)
 
 
 def _chunk(row: tuple) -> Chunk:

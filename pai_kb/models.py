@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+SOURCE_TYPES = ("note", "webclip", "transcript", "pdf")
+
 
 @dataclass(frozen=True)
 class Block:

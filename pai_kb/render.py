@@ -8,8 +8,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pai_kb.evaluation import ModeFigures
 from pai_kb.kb import Status
 from pai_kb.models import Hit
+from pai_kb.related import RelatedNote
 from pai_kb.sync import SyncReport
 
 _SNIPPET = 240
@@ -94,3 +96,28 @@ def status_text(status: Status) -> str:
 
 def _iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds") if ts else None
+
+
+def related_json(note: str, notes: Sequence[RelatedNote]) -> str:
+    results = [{"rank": i, "score": round(n.score, 6), "path": n.path, "root": n.doc_key.split("/", 1)[0],
+                "title": n.title, "linked": n.linked} for i, n in enumerate(notes, start=1)]
+    return json.dumps({"note": note, "results": results}, ensure_ascii=False)
+
+
+def related_text(notes: Sequence[RelatedNote]) -> str:
+    if not notes:
+        return "No related notes."
+    return "\n".join(f"{i}. {n.path}  [{n.score:.3f}]{'  (already linked)' if n.linked else ''}"
+                     for i, n in enumerate(notes, start=1))
+
+
+def eval_json(figures: Sequence[ModeFigures], judged: int) -> str:
+    return json.dumps({"queries": judged, "modes": [vars(f) for f in figures]})
+
+
+def eval_text(figures: Sequence[ModeFigures], judged: int) -> str:
+    lines = [f"{judged} judged queries",
+             f"{'mode':<8} {'nDCG@10':>8} {'R@10':>7} {'R@100':>7} {'MRR@10':>7} {'p50 ms':>8} {'p95 ms':>8}"]
+    lines += [f"{f.mode:<8} {f.ndcg10:8.4f} {f.recall10:7.4f} {f.recall100:7.4f} {f.mrr10:7.4f} "
+              f"{f.p50_ms:8.1f} {f.p95_ms:8.1f}" for f in figures]
+    return "\n".join(lines)

@@ -1,16 +1,18 @@
 """Retrieval: dense (Chroma), keyword (SQLite FTS5 BM25) and their fusion.
 
-Hybrid ranks by reciprocal rank fusion: it needs no score calibration between cosine similarities and
-BM25 scores, which live on unrelated scales. Results are hydrated from the manifest, so a vector the
+Hybrid ranks by reciprocal rank fusion (k=60, equal weights, as published): it needs no calibration
+between cosine similarities and BM25 scores, which live on unrelated scales, and weights tuned on one
+benchmark's test queries would only overfit it. Results are hydrated from the manifest, so a vector the
 manifest does not know (left by an interrupted run) is never returned.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from pai_kb.embeddings import Embedder
-from pai_kb.manifest import Manifest
+from pai_kb.manifest import Filters, Manifest
 from pai_kb.models import Chunk, Hit
 from pai_kb.store import VectorStore
 
@@ -58,20 +60,26 @@ class Retriever:
         self._store = store
         self._embedder = embedder
 
-    def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None) -> list[Hit]:
-        depth = max(_CANDIDATES, k * 3)
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
+               filters: Filters = Filters()) -> list[Hit]:
+        # per_note caps and overlap removal discard candidates, so fetch deeper when they will.
+        depth = max(_CANDIDATES, k * (3 if per_note is None else 10))
         if mode == "keyword":
-            ranked = self.manifest.keyword_search(query, depth)
+            ranked = self.manifest.keyword_search(query, depth, filters)
         elif mode == "dense":
-            ranked = self._dense(query, depth)
+            ranked = self._dense(query, depth, filters)
         else:
-            dense = [i for i, _ in self._dense(query, depth)]
-            keyword = [i for i, _ in self.manifest.keyword_search(query, depth)]
-            ranked = rrf([dense, keyword])
+            # The keyword query runs in SQLite while the model encodes: both release the GIL.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                keyword = pool.submit(self.manifest.keyword_search, query, depth, filters)
+                dense = [i for i, _ in self._dense(query, depth, filters)]
+                ranked = rrf([dense, [i for i, _ in keyword.result()]])
         chunks = self.manifest.get_chunks([i for i, _ in ranked])
         return select([(chunks[i], s) for i, s in ranked if i in chunks], k, per_note)
 
-    def _dense(self, query: str, depth: int) -> list[tuple[str, float]]:
+    def _dense(self, query: str, depth: int, filters: Filters) -> list[tuple[str, float]]:
+        allowed = self.manifest.filtered_ids(filters) if filters.active else None
+        if allowed is not None and not allowed:
+            return []
         vector = self._embedder().embed([query])[0]
-        return self._store().query(vector, depth)
-
+        return self._store().query(vector, depth, ids=allowed)

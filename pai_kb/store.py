@@ -42,13 +42,13 @@ class VectorStore:
             found.update({i: list(map(float, v)) for i, v in zip(got["ids"], got["embeddings"])})
         return found
 
-    def query(self, vector: Sequence[float], k: int, where: Mapping[str, Any] | None = None) -> list[tuple[str, float]]:
-        """(id, cosine similarity) best first."""
-        count = self._collection.count()
+    def query(self, vector: Sequence[float], k: int, ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """(id, cosine similarity) best first, optionally only among `ids`."""
+        count = self._collection.count() if ids is None else len(ids)
         if count == 0:
             return []
         got = self._collection.query(query_embeddings=[list(vector)], n_results=min(k, count),
-                                     where=dict(where) if where else None, include=["distances"])
+                                     ids=list(ids) if ids is not None else None, include=["distances"])
         return [(i, 1.0 - float(d)) for i, d in zip(got["ids"][0], got["distances"][0])]
 
     def ids(self) -> set[str]:

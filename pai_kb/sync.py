@@ -9,8 +9,8 @@ stopped pointing at them. The next run deletes whatever the journal lists that t
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +19,8 @@ from pai_kb.config import Config
 from pai_kb.embeddings import Embedder
 from pai_kb.errors import SourceError
 from pai_kb.loaders import load_bytes, read_file
-from pai_kb.manifest import FileState, Manifest
+from pai_kb.loaders.frontmatter import document_date
+from pai_kb.manifest import DocInfo, FileState, Manifest
 from pai_kb.models import Chunk, Document
 from pai_kb.sources import SourceFile
 from pai_kb.store import VectorStore
@@ -122,6 +123,14 @@ class _Work:
     error: str | None = None
 
 
+def _info(work: _Work) -> DocInfo:
+    fallback = dt.datetime.fromtimestamp(work.state.mtime_ns / 1e9).date().isoformat()
+    if work.doc is None:
+        return DocInfo(work.key.rsplit("/", 1)[-1], date=fallback, error=work.error)
+    doc = work.doc
+    return DocInfo(doc.title, doc.source_type, doc.links, document_date(doc.metadata) or fallback, work.error)
+
+
 class Syncer:
     def __init__(self, config: Config, manifest: Manifest, store: Callable[[], VectorStore],
                  embedder: Embedder) -> None:
@@ -217,11 +226,8 @@ class Syncer:
             for work in batch:
                 if work.moved_from:
                     self.manifest.delete_document(db, work.moved_from)
-                title = work.doc.title if work.doc else work.key.rsplit("/", 1)[-1]
-                self.manifest.write_document(
-                    db, work.key, work.state, title, work.doc.source_type if work.doc else "note",
-                    work.doc.links if work.doc else (), work.chunks,
-                    [embed_hash(c.embed_text) for c in work.chunks], work.error)
+                self.manifest.write_document(db, work.key, work.state, _info(work), work.chunks,
+                                             [embed_hash(c.embed_text) for c in work.chunks])
                 new = {c.id for c in work.chunks}
                 stale.extend(i for i in work.old_ids if i not in new)
             self.manifest.add_orphans(db, stale)

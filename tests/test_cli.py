@@ -92,3 +92,28 @@ def test_python_dash_m_entry_point(tmp_path):
                           str(tmp_path / "ix"), "status", "--json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["files"] == 0 and len(json.loads(out.stdout)["out_of_date"]["new"]) >= 17
+
+
+def test_related_notes(indexed):
+    args, _ = indexed
+    data = json.loads(run(args, "related", "Coffee/Pour-over brewing.md", "--json", "-k", "3").stdout)
+    assert data["results"][0]["path"] == "Coffee/Espresso dialing in.md" and data["results"][0]["linked"] is True
+    fresh = json.loads(run(args, "related", "Pour-over brewing", "--new-only", "--json").stdout)
+    assert "Coffee/Espresso dialing in.md" not in [r["path"] for r in fresh["results"]]
+    assert all(r["path"] != "Coffee/Pour-over brewing.md" for r in fresh["results"])
+
+
+def test_related_unknown_note(indexed):
+    args, _ = indexed
+    result = run(args, "related", "No Such Note")
+    assert result.exit_code == 1 and "note 'No Such Note' is not in the index" in result.stderr
+
+
+def test_search_filters_echoed_in_json(indexed):
+    args, _ = indexed
+    result = run(args, "search", "grind", "--tag", "espresso", "--since", "2020-01-01", "--json")
+    data = json.loads(result.stdout)
+    assert data["filters"] == {"types": [], "tags": ["espresso"], "path": None,
+                               "since": "2020-01-01"}
+    assert {r["path"] for r in data["results"]} == {"Coffee/Espresso dialing in.md"}
+    assert run(args, "search", "grind", "--since", "yesterday").exit_code == 2

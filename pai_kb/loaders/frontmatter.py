@@ -90,3 +90,30 @@ def tag_list(value: Any) -> tuple[str, ...]:
     for item in string_list(value):
         tags.extend(t.lstrip("#") for t in item.split() if t.lstrip("#"))
     return tuple(dict.fromkeys(tags))
+
+
+_DATE_KEYS = ("date", "published", "created", "updated")
+
+
+def document_date(meta: Mapping[str, Any]) -> str | None:
+    """The date the material itself gives (ISO `YYYY-MM-DD`), from the keys notes and clippers use.
+    Non-ISO forms ("June 18, 2024", "18/06/2024") are read by dateutil, day first when ambiguous."""
+    for key in _DATE_KEYS:
+        value = meta.get(key)
+        if isinstance(value, str) and value.strip():
+            parsed = parse_date(value)
+            if parsed:
+                return parsed
+    return None
+
+
+def parse_date(text: str) -> str | None:
+    iso = re.match(r"\d{4}-\d{2}-\d{2}", text.strip())
+    if iso:
+        return iso.group(0)
+    from dateutil import parser
+
+    try:
+        return parser.parse(text, dayfirst=True, fuzzy=False).date().isoformat()
+    except (ValueError, OverflowError):
+        return None

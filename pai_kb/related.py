@@ -1,0 +1,84 @@
+"""Notes related to a note: every chunk of it asks the vector store for its neighbours, and each
+other note scores by its best match plus a little for every further chunk that matched, so a note
+that is close in several places ranks above one that shares a single sentence."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from pai_kb.errors import PaiKbError
+from pai_kb.manifest import Manifest
+from pai_kb.store import VectorStore
+
+_NEIGHBOURS = 30
+_EXTRA_MATCH = 0.02
+
+
+@dataclass(frozen=True)
+class RelatedNote:
+    doc_key: str
+    title: str
+    score: float
+    linked: bool  # the note already links to it
+
+    @property
+    def path(self) -> str:
+        return self.doc_key.split("/", 1)[1]
+
+
+def resolve_note(name: str, documents: Mapping[str, tuple[str, list[str]]]) -> str:
+    """A doc key from what a person would type: a path (with or without root or `.md`) or a title."""
+    wanted = name.strip().removesuffix(".md").lower()
+    for key, (title, _) in documents.items():
+        path = key.split("/", 1)[1]
+        if wanted in (key.lower().removesuffix(".md"), path.lower().removesuffix(".md")):
+            return key
+    matches = [k for k, (title, _) in documents.items()
+               if wanted in (title.lower(), PurePosixPath(k).stem.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise PaiKbError(f"'{name}' matches several notes ({', '.join(sorted(matches)[:5])}); give the path")
+    raise PaiKbError(f"note '{name}' is not in the index: give its path relative to the vault, or run pai-kb index")
+
+
+def linked_keys(links: Sequence[str], documents: Mapping[str, tuple[str, list[str]]]) -> set[str]:
+    """Resolve wikilink targets the way Obsidian does: by path, else by file name."""
+    by_stem: dict[str, str] = {}
+    by_path: dict[str, str] = {}
+    for key in documents:
+        path = key.split("/", 1)[1].removesuffix(".md").lower()
+        by_path[path] = key
+        by_stem.setdefault(PurePosixPath(path).name, key)
+    out = set()
+    for link in links:
+        target = link.removesuffix(".md").lower()
+        key = by_path.get(target) or by_stem.get(PurePosixPath(target).name)
+        if key:
+            out.add(key)
+    return out
+
+
+def related(manifest: Manifest, store: VectorStore, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
+    documents = manifest.documents()
+    key = resolve_note(note, documents)
+    linked = linked_keys(documents[key][1], documents)
+    own = manifest.chunk_ids(key)
+    best: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for vector in store.vectors(own).values():
+        hits = store.query(vector, _NEIGHBOURS + len(own))
+        chunks = manifest.get_chunks([i for i, _ in hits])
+        seen_here: set[str] = set()
+        for chunk_id, score in hits:
+            other = chunks.get(chunk_id)
+            if other is None or other.doc_key == key or other.doc_key in seen_here:
+                continue
+            seen_here.add(other.doc_key)
+            best[other.doc_key] = max(best.get(other.doc_key, -1.0), score)
+            count[other.doc_key] = count.get(other.doc_key, 0) + 1
+    scored = [RelatedNote(d, documents[d][0], best[d] + _EXTRA_MATCH * (count[d] - 1), d in linked)
+              for d in best if d in documents and not (new_only and d in linked)]
+    return sorted(scored, key=lambda r: (-r.score, r.doc_key))[:k]
