@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pai_kb.models import Block, Chunk, Document
+from pai_kb.urls import url_at
 
 # Bump when chunk boundaries or texts change: the index fingerprint includes it, forcing a rebuild.
 CHUNKER_VERSION = 1
@@ -191,6 +192,6 @@ def _chunk(doc: Document, ordinal: int, heading: str, header: str, body: str, pi
         id=digest, doc_key=doc.key, ordinal=ordinal, title=doc.title, heading=heading, text=body,
         embed_text=f"{header}\n{body}", line_start=min(p.line_start for p in pieces),
         line_end=max(p.line_end for p in pieces), tags=doc.tags, aliases=doc.aliases,
-        source_type=doc.source_type, url=doc.url,
+        source_type=doc.source_type, url=url_at(doc.url, min(starts) if starts else None),
         start_s=min(starts) if starts else None, end_s=max(ends) if ends else None,
     )

@@ -65,6 +65,23 @@ def mean_metric(metric: Callable[[Sequence[str], Mapping[str, int], int], float]
     return sum(scores) / len(scores) if scores else 0.0
 
 
+# CJK text has no spaces: each ideograph or kana counts as a token, as is usual in CJK evaluation.
+_TOKEN = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]|[^\W\u3040-\u30ff\u4e00-\u9fff]+", re.UNICODE)
+
+
+def token_f1(got: str, want: str) -> float:
+    """Bag-of-tokens F1 of an extraction against a reference text."""
+    from collections import Counter
+
+    a = Counter(t.lower() for t in _TOKEN.findall(got))
+    b = Counter(t.lower() for t in _TOKEN.findall(want))
+    common = sum((a & b).values())
+    if not common:
+        return 0.0
+    precision, recall = common / sum(a.values()), common / sum(b.values())
+    return 2 * precision * recall / (precision + recall)
+
+
 def percentile(values: Sequence[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))]

@@ -45,6 +45,9 @@ def search_text(hits: Sequence[Hit]) -> str:
 
 def citation(hit: Hit) -> str:
     c = hit.chunk
+    if c.source_type == "pdf":
+        pages = f"{c.line_start}-{c.line_end}" if c.line_end != c.line_start else f"{c.line_start}"
+        return f"{c.path} p. {pages}"
     where = f"{c.path}:{c.line_start}-{c.line_end}" if c.line_end != c.line_start else f"{c.path}:{c.line_start}"
     if c.start_s is not None:
         where += f" @ {timestamp(c.start_s)}"

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pai_kb.loaders import SUFFIXES
+from pai_kb.loaders import INBOX_ONLY, SUFFIXES
 
 _IGNORED_NAMES = ("~", ".swp", ".swx", ".tmp", ".part", ".crdownload")
 
@@ -40,13 +40,14 @@ def discover(roots: Mapping[str, Path], exclude: tuple[str, ...] = ()) -> dict[s
     return found
 
 
-def is_candidate(rel: str, exclude: tuple[str, ...] = ()) -> bool:
+def is_candidate(rel: str, exclude: tuple[str, ...] = (), root: str = "vault") -> bool:
     """Whether a path (relative to its root) would be indexed; the watcher asks the same question."""
     parts = rel.split("/")
     name = parts[-1]
     if any(p.startswith(".") for p in parts) or name.endswith(_IGNORED_NAMES) or name.startswith("~$"):
         return False
-    if os.path.splitext(name)[1].lower() not in SUFFIXES:
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix not in SUFFIXES or (suffix in INBOX_ONLY and root != "inbox"):
         return False
     return not any(fnmatch.fnmatch(rel, pattern) for pattern in exclude)
 
@@ -67,7 +68,7 @@ def _walk(name: str, root: Path, exclude: tuple[str, ...]) -> Iterator[SourceFil
                     stack.append(Path(entry.path))
                     continue
                 rel = Path(entry.path).relative_to(root).as_posix()
-                if not is_candidate(rel, exclude) or not _inside(entry, root):
+                if not is_candidate(rel, exclude, name) or not _inside(entry, root):
                     continue
                 st = entry.stat()
             except OSError:

@@ -18,7 +18,7 @@ from pai_kb.chunking import chunk_document
 from pai_kb.config import Config
 from pai_kb.embeddings import Embedder
 from pai_kb.errors import SourceError
-from pai_kb.loaders import load_bytes, read_file
+from pai_kb.loaders import load_bytes, read_file, read_sidecar
 from pai_kb.loaders.frontmatter import document_date
 from pai_kb.manifest import DocInfo, FileState, Manifest
 from pai_kb.models import Chunk, Document
@@ -204,7 +204,7 @@ class Syncer:
             work.error = "oversize"
             return work
         try:
-            work.doc = load_bytes(data[key], source.root, source.path)
+            work.doc = load_bytes(data[key], source.root, source.path, read_sidecar(source.abspath))
         except SourceError as exc:
             report.warnings.append(str(exc))
             report.skipped += 1

@@ -87,3 +87,21 @@ def help_kb(tmp_path_factory, real_embedder) -> KnowledgeBase:
     kb = make_kb(tmp, DATA / "obsidian-help" / "en", real_embedder)
     kb.index()
     return kb
+
+
+SOURCE_FOLDERS = ("webclips-readability", "webclips-defuddle", "webclips-obsidian-clipper", "transcripts-vtt",
+                  "transcripts-3b1b")
+
+
+@pytest.fixture(scope="session")
+def sources_kb(tmp_path_factory, real_embedder) -> KnowledgeBase:
+    """Every web clip and transcript in ../shared/data, as an inbox, indexed once with the real model."""
+    if not DATA.is_dir():
+        pytest.skip("../shared/data is absent (only CI and dev machines have it)")
+    tmp = tmp_path_factory.mktemp("sources")
+    (tmp / "vault").mkdir()
+    others = tuple(f"{p.name}/*" for p in DATA.iterdir() if p.is_dir() and p.name not in SOURCE_FOLDERS)
+    config = load_config({"vault": tmp / "vault", "inbox": DATA, "index_dir": tmp / "index"}, env={}, cwd=tmp)
+    kb = KnowledgeBase(config.replace(exclude=others + ("*SOURCE.txt",)), embedder=real_embedder)
+    kb.sources_report = kb.index()  # type: ignore[attr-defined]
+    return kb

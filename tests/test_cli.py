@@ -117,3 +117,21 @@ def test_search_filters_echoed_in_json(indexed):
                                "since": "2020-01-01"}
     assert {r["path"] for r in data["results"]} == {"Coffee/Espresso dialing in.md"}
     assert run(args, "search", "grind", "--since", "yesterday").exit_code == 2
+
+
+def test_transcript_citation_has_time_and_timed_url(indexed):
+    args, _ = indexed
+    data = json.loads(run(args, "search", "review just before you forget", "--type", "transcript", "--json", "-k", "1").stdout)
+    hit = data["results"][0]
+    assert hit["path"] == "Spaced repetition talk.vtt" and hit["source_type"] == "transcript"
+    assert hit["start_s"] == 0.0 and hit["url"] == "https://www.youtube.com/watch?v=pai-kb-sample&t=0s"
+    text = run(args, "search", "review just before you forget", "--type", "transcript", "-k", "1").stdout
+    assert text.startswith("1. Spaced repetition talk.vtt:") and "@ 00:00:00 https://www.youtube.com" in text
+
+
+def test_html_clip_from_inbox(indexed):
+    args, _ = indexed
+    data = json.loads(run(args, "search", "re-season a rusty pan", "--type", "webclip", "--json", "-k", "1").stdout)
+    hit = data["results"][0]
+    assert hit["path"] == "Cast iron care.html" and hit["url"] == "https://example.org/kitchen/cast-iron-care"
+    assert hit["heading"] == "How to care for a cast iron pan > Re-seasoning"

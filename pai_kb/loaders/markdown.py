@@ -33,7 +33,7 @@ _MD = _parser()
 def load_markdown(text: str, root: str, path: str, warnings: tuple[str, ...] = ()) -> Document:
     lines = text.split("\n")
     front = split_frontmatter(lines)
-    meta: dict[str, Any] = dict(front.data)
+    meta: dict[str, Any] = {k: _render_value(v) for k, v in front.data.items()}
     body_lines = [""] * front.line_count + obsidian.strip_comments(lines[front.line_count:])
     blocks = _blocks(body_lines)
     tags = list(tag_list(meta.get("tags") or meta.get("tag")))
@@ -43,13 +43,23 @@ def load_markdown(text: str, root: str, path: str, warnings: tuple[str, ...] = (
     links = [link.target for link in obsidian.parse_links("\n".join(body_lines)) if link.target]
     title = str(meta.get("title") or "").strip() or PurePosixPath(path).stem
     all_warnings = warnings + ((f"{root}/{path}: {front.warning}",) if front.warning else ())
+    url = _url(meta)
     return Document(
-        root=root, path=path, title=title, source_type="note",
+        root=root, path=path, title=title, source_type="webclip" if url else "note",
         blocks=tuple(_clean(b) for b in blocks),
         aliases=string_list(meta.get("aliases") or meta.get("alias")),
         tags=tuple(dict.fromkeys(tags)), links=tuple(dict.fromkeys(links)),
-        metadata=meta, url=_url(meta), warnings=all_warnings,
+        metadata=meta, url=url, warnings=all_warnings,
     )
+
+
+def _render_value(value: Any) -> Any:
+    """Web Clipper writes `author: "[[Kevin Kelly]]"`: metadata should hold the name, not the syntax."""
+    if isinstance(value, str):
+        return obsidian.render_links(value)
+    if isinstance(value, list):
+        return [_render_value(v) for v in value]
+    return value
 
 
 def _url(meta: dict[str, Any]) -> str | None:
