@@ -175,6 +175,35 @@ def status(lazy: _Lazy, as_json: bool) -> None:
     click.echo(json.dumps(render.status_dict(st)) if as_json else render.status_text(st))
 
 
+@main.command()
+@click.option("--reconcile", default=300.0, show_default=True, type=click.FloatRange(5),
+              help="Seconds between full reconciliations, for events the OS dropped.")
+@click.option("--json", "as_json", is_flag=True, help="Log one JSON object per line.")
+@click.pass_obj
+def watch(lazy: _Lazy, reconcile: float, as_json: bool) -> None:
+    """Keep the index in step with the vault and the inbox until stopped (Ctrl-C or SIGTERM).
+
+    Catches up with everything that changed while it was not running, then follows changes. It holds
+    the index's writer lock: `pai-kb index` on the same index is refused while it runs."""
+    import logging
+    import signal
+
+    from pai_kb.watch import Watcher, WatchSettings
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(render.JsonLogFormatter() if as_json else logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger("pai_kb").addHandler(handler)
+    logging.getLogger("pai_kb").setLevel(logging.INFO)
+    with lazy.kb() as kb:
+        kb.check_vault()
+        watcher = Watcher(kb, WatchSettings(reconcile_s=reconcile))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: watcher.stop())
+        logging.getLogger("pai_kb.watch").info("watching %s and %s", kb.config.vault, kb.config.inbox)
+        watcher.run()
+        logging.getLogger("pai_kb.watch").info("stopped")
+
+
 @contextmanager
 def _progress(label: str) -> Iterator[object]:
     """A bar on a terminal, nothing when stderr is a pipe or a file."""

@@ -7,6 +7,7 @@ Heavy parts (Chroma, torch) are built on first use, so commands that need neithe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -71,18 +72,22 @@ class KnowledgeBase:
 
     # -- writing --------------------------------------------------------------------------------
     def index(self, rebuild: bool = False, progress: Progress | None = None) -> SyncReport:
-        self._check_vault()
+        self.check_vault()
         with writer_lock(self.config.index_dir):
-            return self._sync(rebuild, progress)
+            return self.sync(rebuild, progress)
 
-    def _sync(self, rebuild: bool, progress: Progress | None) -> SyncReport:
+    def sync(self, rebuild: bool = False, progress: Progress | None = None,
+             stop: Callable[[], bool] | None = None, batch_chunks: int | None = None) -> SyncReport:
+        """One plan-then-apply pass. The caller holds `writer_lock` (the watcher holds it for its whole
+        life). `stop` is asked between batches: a stopped pass leaves a consistent index that the next
+        pass completes."""
         started = time.perf_counter()
         report = SyncReport()
         if rebuild:
             self.manifest.reset()
             self.store.reset()
         self._check_fingerprint(record=True)
-        syncer = Syncer(self.config, self.manifest, lambda: self.store, self.embedder)
+        syncer = Syncer(self.config, self.manifest, lambda: self.store, self.embedder, stop, batch_chunks)
         if self.manifest.journal_size():
             report.repaired += syncer.repair()
         if self.manifest.get_meta("dirty"):
@@ -120,7 +125,7 @@ class KnowledgeBase:
                     self.manifest.delete_document(db, key)
         return len(stray) + len(missing)
 
-    def _check_vault(self) -> None:
+    def check_vault(self) -> None:
         if not self.config.vault.is_dir():
             raise ConfigError(f"vault {self.config.vault} does not exist or is not a folder: "
                               "pass --vault, set PAI_KB_VAULT, or set vault in pai-kb.toml")

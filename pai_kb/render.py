@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,3 +125,11 @@ def eval_text(figures: Sequence[ModeFigures], judged: int) -> str:
     lines += [f"{f.mode:<8} {f.ndcg10:8.4f} {f.recall10:7.4f} {f.recall100:7.4f} {f.mrr10:7.4f} "
               f"{f.p50_ms:8.1f} {f.p95_ms:8.1f}" for f in figures]
     return "\n".join(lines)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": dt.datetime.fromtimestamp(record.created).astimezone().isoformat(),
+                           "level": record.levelname.lower(), "message": record.getMessage()}, ensure_ascii=False)

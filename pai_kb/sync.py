@@ -133,8 +133,10 @@ def _info(work: _Work) -> DocInfo:
 
 class Syncer:
     def __init__(self, config: Config, manifest: Manifest, store: Callable[[], VectorStore],
-                 embedder: Embedder) -> None:
+                 embedder: Embedder, stop: Callable[[], bool] | None = None, batch_chunks: int | None = None) -> None:
         self.config = config
+        self._stop = stop or (lambda: False)
+        self._batch_chunks = batch_chunks or _BATCH_CHUNKS
         self.manifest = manifest
         self._store_factory = store
         self._store: VectorStore | None = None
@@ -176,11 +178,13 @@ class Syncer:
                  + [(new, old, "moved") for old, new in plan.move])
         batch: list[_Work] = []
         for key, old_key, kind in items:
+            if self._stop():
+                break
             setattr(report, kind, getattr(report, kind) + 1)
             work = self._prepare(key, old_key, disk[key], data, hashes, report)
             if work is not None:
                 batch.append(work)
-            if sum(len(w.chunks) for w in batch) >= _BATCH_CHUNKS:
+            if sum(len(w.chunks) for w in batch) >= self._batch_chunks:
                 self._write(batch, report)
                 done += len(batch)
                 batch = []

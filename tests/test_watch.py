@@ -1,0 +1,194 @@
+"""The watcher against real watchdog events on real temp directories."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import HashEmbedder, make_kb
+from helpers import snapshot
+from pai_kb.errors import IndexLockedError
+from pai_kb.watch import Watcher, WatchSettings
+
+WORKER = Path(__file__).parent / "watch_worker.py"
+
+
+def wait_for(condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def watching(tmp_path, vault, embedder):
+    (tmp_path / "inbox").mkdir()
+    kb = make_kb(tmp_path, vault, embedder)
+    batches = []
+    watcher = Watcher(kb, WatchSettings(debounce_s=0.1, max_delay_s=0.5), on_batch=lambda r, ms: batches.append(r))
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    wait_for(lambda: batches)  # the start-up reconciliation ran
+    yield kb, vault, tmp_path / "inbox"
+    watcher.stop()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def found(kb, word: str) -> set[str]:
+    return {h.chunk.path for h in kb.search(word, k=10, mode="keyword")}
+
+
+def keys(kb) -> set[str]:
+    return set(kb.manifest.file_states())
+
+
+def test_create_modify_delete(watching):
+    kb, vault, inbox = watching
+    note = vault / "fresh.md"
+    note.write_text("# Fresh\n\nThe word plumbago appears here.\n")
+    wait_for(lambda: found(kb, "plumbago") == {"fresh.md"})
+    note.write_text("# Fresh\n\nNow it says xylophone instead.\n")
+    wait_for(lambda: found(kb, "xylophone") == {"fresh.md"} and not found(kb, "plumbago"))
+    note.unlink()
+    wait_for(lambda: "vault/fresh.md" not in keys(kb))
+    assert not found(kb, "xylophone")
+
+
+def test_rename_and_folder_move(watching):
+    kb, vault, _ = watching
+    (vault / "Coffee/Pour-over brewing.md").rename(vault / "Coffee/V60 method.md")
+    wait_for(lambda: "vault/Coffee/V60 method.md" in keys(kb) and "vault/Coffee/Pour-over brewing.md" not in keys(kb))
+    shutil.move(str(vault / "Homelab"), str(vault / "Infrastructure"))
+    wait_for(lambda: "vault/Infrastructure/Backups.md" in keys(kb) and not any(k.startswith("vault/Homelab/") for k in keys(kb)))
+    assert found(kb, "restic") == {"Infrastructure/Backups.md"}
+
+
+def test_atomic_save_backups_and_swap_files(watching):
+    kb, vault, _ = watching
+    target = vault / "Running plan.md"
+    tmp = vault / ".Running plan.md.tmp-123"
+    tmp.write_text("# Running plan\n\nReplaced atomically: marathon glycogen.\n")
+    os.replace(tmp, target)  # what many editors do: watchdog sees only a move onto the note
+    wait_for(lambda: found(kb, "glycogen") == {"Running plan.md"})
+    (vault / "Running plan.md~").write_text("vim backup mentions quokka")
+    (vault / ".Running plan.md.swp").write_text("swap mentions quokka")
+    (vault / "Home.md.tmp").write_text("temp mentions quokka")
+    (vault / "trigger.md").write_text("# Trigger\n\nlast event wombat\n")
+    wait_for(lambda: found(kb, "wombat"))
+    assert not found(kb, "quokka")
+
+
+def test_file_in_new_folder_and_inbox(watching):
+    kb, vault, inbox = watching
+    folder = vault / "Projects" / "Deep"
+    folder.mkdir(parents=True)
+    (folder / "plan.md").write_text("# Plan\n\nzeppelin schedule\n")
+    (inbox / "talk.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nthe talk says quasar\n")
+    wait_for(lambda: found(kb, "zeppelin") == {"Projects/Deep/plan.md"} and found(kb, "quasar") == {"talk.vtt"})
+    shutil.rmtree(vault / "Projects")
+    wait_for(lambda: not found(kb, "zeppelin"))
+
+
+def test_bad_file_is_skipped_and_watching_goes_on(watching):
+    kb, vault, _ = watching
+    (vault / "broken.md").write_bytes(b"\x00\x01binary")
+    (vault / "after.md").write_text("# After\n\nnarwhal\n")
+    wait_for(lambda: found(kb, "narwhal"))
+    assert "vault/broken.md" in kb.manifest.file_errors()
+
+
+def test_burst_of_1000_then_500_deleted(watching):
+    kb, vault, _ = watching
+    burst = vault / "burst"
+    burst.mkdir()
+    for i in range(1000):
+        (burst / f"n{i:04d}.md").write_text(f"# N{i}\n\nburst note number {i}\n")
+    wait_for(lambda: sum(k.startswith("vault/burst/") for k in keys(kb)) == 1000, timeout=120)
+    for i in range(0, 1000, 2):
+        (burst / f"n{i:04d}.md").unlink()
+    wait_for(lambda: sum(k.startswith("vault/burst/") for k in keys(kb)) == 500, timeout=60)
+    assert {k for k in keys(kb) if k.startswith("vault/burst/")} == {f"vault/burst/n{i:04d}.md" for i in range(1, 1000, 2)}
+
+
+def test_second_writer_refused_while_watching(watching):
+    kb, vault, _ = watching
+    other = make_kb(vault.parent, vault, HashEmbedder())
+    with pytest.raises(IndexLockedError, match="being written by pid"):
+        other.index()
+
+
+def start_worker(vault, inbox, index_dir, delay="0"):
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(vault), str(inbox), str(index_dir), delay],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    return proc
+
+
+def test_sigterm_stops_within_2_seconds(tmp_path, vault):
+    (tmp_path / "inbox").mkdir()
+    proc = start_worker(vault, tmp_path / "inbox", tmp_path / "index")
+    assert proc.stdout.readline().startswith("batch")
+    for i in range(60):
+        (vault / f"late{i}.md").write_text(f"# Late {i}\n\n" + "words " * 400)
+    time.sleep(0.3)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    assert time.monotonic() - sent < 2.0 and proc.returncode == 0
+    kb = make_kb(tmp_path, vault, HashEmbedder())
+    kb.index()
+    assert snapshot(kb) == snapshot(make_kb_fresh(tmp_path, vault))
+
+
+def make_kb_fresh(tmp_path, vault):
+    kb = make_kb(tmp_path / "fresh", vault, HashEmbedder())
+    kb.index()
+    return kb
+
+
+def test_kill_9_mid_batch_then_restart(tmp_path, vault):
+    (tmp_path / "inbox").mkdir()
+    proc = start_worker(vault, tmp_path / "inbox", tmp_path / "index", delay="0.02")
+    assert proc.stdout.readline().startswith("batch")
+    for i in range(80):
+        (vault / f"gen{i}.md").write_text(f"# Gen {i}\n\n" + f"generated {i} " * 150)
+    time.sleep(1.5)
+    proc.kill()
+    proc.wait()
+    proc = start_worker(vault, tmp_path / "inbox", tmp_path / "index")
+    assert proc.stdout.readline().startswith("batch")  # the start-up reconciliation repaired and caught up
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    kb = make_kb(tmp_path, vault, HashEmbedder())
+    assert {(k, t) for k, _, t in snapshot(kb)} == {(k, t) for k, _, t in snapshot(make_kb_fresh(tmp_path, vault))}
+
+
+def test_watch_command_end_to_end(tmp_path, vault):
+    """`pai-kb watch` itself, real model: logs a line per batch on stderr and stops on SIGTERM."""
+    index_dir = tmp_path / "index"
+    cmd = [sys.executable, "-m", "pai_kb", "--vault", str(vault), "--inbox", str(tmp_path / "none"),
+           "--index", str(index_dir), "watch", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert '"watching' in proc.stderr.readline()
+        lines = [proc.stderr.readline() for _ in range(2)]  # the broken-YAML sample's warning, then the batch
+        assert "not valid YAML" in lines[0] and '"level": "warning"' in lines[0]
+        assert "synced 17 added" in lines[1] and '"level": "info"' in lines[1]
+        (vault / "live.md").write_text("# Live\n\nA note about the okapi.\n")
+        line = proc.stderr.readline()
+        assert "synced 1 added" in line and '"message"' in line
+        kb = make_kb(tmp_path, vault, None)
+        assert found(kb, "okapi") == {"live.md"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0 and "stopped" in proc.stderr.read()
