@@ -130,6 +130,26 @@ def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, as_
 
 
 @main.command()
+@click.argument("question")
+@click.option("-k", "k", default=8, show_default=True, type=click.IntRange(1, 50), help="Passages to retrieve.")
+@click.option("--no-llm", is_flag=True, help="Answer with the best passages instead of calling the model.")
+@filter_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (no streaming).")
+@click.pass_obj
+def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, as_json: bool, **filter_args: Any) -> None:
+    """Answer QUESTION from your notes, citing them, or say that they do not cover it."""
+    if not question.strip():
+        raise click.UsageError("QUESTION is empty; ask something")
+    stream = None if as_json else (lambda token: click.echo(token, nl=False))
+    with lazy.kb() as kb:
+        answer = kb.ask(question, k=k, filters=_filters(**filter_args), use_llm=not no_llm, on_token=stream)
+    if as_json:
+        click.echo(render.answer_json(answer))
+    else:
+        click.echo(render.answer_text(answer, streamed=stream is not None and answer.model is not None))
+
+
+@main.command()
 @click.argument("note")
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 100), help="Notes to return.")
 @click.option("--new-only", is_flag=True, help="Leave out notes NOTE already links to.")

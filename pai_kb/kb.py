@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from pai_kb.answer import ABSTAIN_TEXT, Answer, check_citations, extractive, messages, pack
 from pai_kb.chunking import CHUNKER_VERSION
 from pai_kb.config import Config
 from pai_kb.embeddings import Embedder, SentenceTransformerEmbedder
 from pai_kb.errors import ConfigError, IndexMismatchError
+from pai_kb.llm import ChatModel, LLMSettings
 from pai_kb.locking import writer_lock
 from pai_kb.manifest import SCHEMA_VERSION, Filters, Manifest
 from pai_kb.models import Hit
@@ -157,6 +159,36 @@ class KnowledgeBase:
         self._check_fingerprint()
         retriever = Retriever(self.manifest, lambda: self.store, lambda: self.embedder)
         return retriever.search(query, k, mode, per_note, filters)
+
+    def ask(self, question: str, k: int = 8, filters: Filters = Filters(), use_llm: bool = True,
+            on_token: Callable[[str], None] | None = None) -> Answer:
+        """Retrieve, abstain when nothing is relevant enough, else answer from the sources (with the
+        model when one is configured, extractively otherwise) and check the citations."""
+        hits = self.search(question, k=k, mode="hybrid", filters=filters)
+        best = self._best_similarity(question, hits)
+        sources = pack(hits, self.config.answer_context_tokens, self.embedder.count_tokens)
+        if best is None or best < self.config.answer_min_similarity:
+            return Answer(question, ABSTAIN_TEXT, sources[:3], abstained=True, best_similarity=best)
+        if not use_llm or not self.config.llm_base_url:
+            result = extractive(question, sources)
+            result.best_similarity = best
+            return result
+        c = self.config
+        settings = LLMSettings(c.llm_base_url, c.llm_model, c.llm_api_key_env, c.llm_timeout, c.llm_temperature)
+        parts = []
+        for token in ChatModel(settings).stream(messages(question, sources)):
+            parts.append(token)
+            if on_token:
+                on_token(token)
+        text, cited, invalid = check_citations("".join(parts), len(sources))
+        return Answer(question, text, sources, cited, invalid, model=c.llm_model, best_similarity=best)
+
+    def _best_similarity(self, question: str, hits: list[Hit]) -> float | None:
+        if not hits:
+            return None
+        query = self.embedder.embed([question])[0]
+        vectors = self.store.vectors([h.chunk.id for h in hits])
+        return max((sum(a * b for a, b in zip(query, v)) for v in vectors.values()), default=None)
 
     def related(self, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
         self._check_fingerprint()

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from pai_kb.answer import Answer, Source
 from pai_kb.evaluation import ModeFigures
 from pai_kb.kb import Status
 from pai_kb.models import Hit
@@ -133,3 +134,47 @@ class JsonLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps({"time": dt.datetime.fromtimestamp(record.created).astimezone().isoformat(),
                            "level": record.levelname.lower(), "message": record.getMessage()}, ensure_ascii=False)
+
+
+def source_citation(source: Source) -> str:
+    c = source.first
+    hit = Hit(chunk=c, score=0.0, rank=source.n)
+    if source.line_start == c.line_start and source.line_end == c.line_end:
+        return citation(hit)
+    from dataclasses import replace
+
+    return citation(replace(hit, chunk=replace(c, line_start=source.line_start, line_end=source.line_end)))
+
+
+def answer_dict(answer: Answer) -> dict[str, Any]:
+    shown = [s for s in answer.sources if s.n in answer.cited] if answer.cited else answer.sources
+    return {
+        "question": answer.question, "answer": answer.text, "grounded": answer.grounded,
+        "citations": [{"n": s.n, "path": s.first.path, "root": s.first.root, "heading": s.first.heading,
+                       "line_start": s.line_start, "line_end": s.line_end, "url": s.first.url,
+                       "start_s": s.first.start_s, "chunk_id": s.first.id,
+                       "chunk_ids": [c.id for c in s.chunks]} for s in shown],
+        "model": answer.model, "abstained": answer.abstained, "extractive": answer.extractive,
+        "invalid_citations": answer.invalid,
+        "best_similarity": None if answer.best_similarity is None else round(answer.best_similarity, 4),
+    }
+
+
+def answer_json(answer: Answer) -> str:
+    return json.dumps(answer_dict(answer), ensure_ascii=False)
+
+
+def answer_text(answer: Answer, streamed: bool) -> str:
+    """Everything after the streamed answer (or the whole of it when nothing was streamed)."""
+    lines = [] if streamed else [answer.text]
+    if streamed:
+        lines.append("")
+    if answer.invalid:
+        lines.append(f"(removed citations to sources that were not given: {', '.join(f'[{n}]' for n in answer.invalid)})")
+    if not answer.grounded and not answer.abstained:
+        lines.append("(not grounded: the answer cites none of your notes; treat it with care)")
+    shown = [s for s in answer.sources if s.n in answer.cited] if answer.cited else answer.sources
+    if shown:
+        lines.append("\nSources:" if not answer.abstained else "\nClosest passages:")
+        lines.extend(f"[{s.n}] {source_citation(s)}  ({s.first.heading})" for s in shown)
+    return "\n".join(lines)

@@ -95,3 +95,15 @@ def test_keyword_index_follows_deletes(help_kb, tmp_path, embedder):
     (vault / "Aliases.md").unlink()
     kb.index()
     assert all(h.chunk.path != "Aliases.md" for h in kb.search("Doggo Woofer", k=5, mode="keyword"))
+
+
+def test_abstain_threshold_separates_answerable_from_unanswerable(help_kb, capsys):
+    """The calibration behind `answer.min_similarity`, re-checked on every run."""
+    unanswerable = [json.loads(line)["q"] for line in
+                    (Path(__file__).parent / "data/obsidian_help_unanswerable.jsonl").open()]
+    answered = sum(not help_kb.ask(q["q"], use_llm=False).abstained for q in QUESTIONS)
+    abstained = sum(help_kb.ask(q, use_llm=False).abstained for q in unanswerable)
+    with capsys.disabled():
+        print(f"\n[abstain at {help_kb.config.answer_min_similarity}] answered {answered}/{len(QUESTIONS)} answerable, "
+              f"abstained on {abstained}/{len(unanswerable)} unanswerable")
+    assert answered >= 0.95 * len(QUESTIONS) and abstained >= 0.95 * len(unanswerable)

@@ -1,0 +1,81 @@
+"""A small OpenAI-compatible chat server for tests: real HTTP on 127.0.0.1, scripted replies, and a
+record of every request, so tests can check what the `openai` client actually sent over the wire."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Reply:
+    text: str = ""
+    status: int = 200
+    delay: float = 0.0
+
+
+@dataclass
+class FakeLLM:
+    replies: list[Reply] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    default: Reply = field(default_factory=lambda: Reply("OK [1]."))
+
+    def start(self) -> "FakeLLM":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append({"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}})
+                reply = fake.replies.pop(0) if fake.replies else fake.default
+                time.sleep(reply.delay)
+                if reply.status != 200:
+                    return self._json(reply.status, {"error": {"message": f"scripted {reply.status}",
+                                                               "type": "test", "code": str(reply.status)}})
+                if body.get("stream"):
+                    return self._stream(body["model"], reply.text)
+                self._json(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                                 "choices": [{"index": 0, "finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": reply.text}}]})
+
+            def _json(self, status: int, data: dict) -> None:
+                raw = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def _stream(self, model: str, text: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                pieces = [text[i:i + 7] for i in range(0, len(text), 7)]
+                for piece in pieces:
+                    self._event({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model,
+                                 "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+                self._event({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model,
+                             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                self.wfile.write(b"data: [DONE]\n\n")
+
+            def _event(self, data: dict) -> None:
+                self.wfile.write(f"data: {json.dumps(data)}\n\n".encode())
+                self.wfile.flush()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
