@@ -21,6 +21,8 @@ demo: install
 	$(PAI) index
 	$(PAI) search "how long should a pour-over take?" -k 3
 	$(PAI) search "what does the IoT VLAN allow?" -k 2 --json
+	$(PAI) search "review just before you forget" --type transcript -k 1
+	$(PAI) ask "what should I do when my starter has grey liquid on top?" --no-llm
 
 test: install
 	$(PY) -m pytest -q
