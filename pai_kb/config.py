@@ -25,6 +25,8 @@ class Config:
     inbox: Path = Path("ingest")
     index_dir: Path = Path("index")
     config_file: Path | None = None
+    # A Chroma server to hold the vectors instead of the embedded store under index_dir.
+    chroma_url: str | None = None
     exclude: tuple[str, ...] = ()
     model: str = DEFAULT_MODEL
     # Word-pieces of body text per chunk; the title/heading prefix is budgeted on top, and the whole
@@ -57,6 +59,8 @@ _TOML_KEYS: dict[str, tuple[str, Any]] = {
     "vault": ("vault", Path),
     "inbox": ("inbox", Path),
     "index": ("index_dir", Path),
+    "index.path": ("index_dir", Path),
+    "index.url": ("chroma_url", str),
     "exclude": ("exclude", tuple),
     "embedding.model": ("model", str),
     "embedding.batch_size": ("embed_batch_size", int),
@@ -72,7 +76,7 @@ _TOML_KEYS: dict[str, tuple[str, Any]] = {
     "answer.context_tokens": ("answer_context_tokens", int),
 }
 _ENV_KEYS = {"PAI_KB_VAULT": "vault", "PAI_KB_INBOX": "inbox", "PAI_KB_INDEX": "index_dir"}
-_ENV_SETTINGS = {"PAI_KB_LLM_BASE_URL": "llm_base_url", "PAI_KB_LLM_MODEL": "llm_model",
+_ENV_SETTINGS = {"PAI_KB_CHROMA_URL": "chroma_url", "PAI_KB_LLM_BASE_URL": "llm_base_url", "PAI_KB_LLM_MODEL": "llm_model",
                  "PAI_KB_LLM_API_KEY_ENV": "llm_api_key_env"}
 _PATH_FIELDS = ("vault", "inbox", "index_dir")
 

@@ -24,7 +24,7 @@ from pai_kb.models import Hit
 from pai_kb.related import RelatedNote, related
 from pai_kb.search import MODES, Retriever
 from pai_kb.sources import SourceFile, discover
-from pai_kb.store import VectorStore
+from pai_kb.store import VectorStore, collection_name
 from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, diff_stats, make_plan
 
 
@@ -56,7 +56,10 @@ class KnowledgeBase:
 
     @cached_property
     def store(self) -> VectorStore:
-        return VectorStore(self.config.index_dir / "chroma")
+        c = self.config
+        if c.chroma_url:
+            return VectorStore(c.index_dir / "chroma", c.chroma_url, collection_name(c.index_dir))
+        return VectorStore(c.index_dir / "chroma")
 
     @property
     def roots(self) -> dict[str, Path]:

@@ -36,14 +36,18 @@ def overlaps(a: Chunk, b: Chunk) -> bool:
 
 
 def select(ranked: Sequence[tuple[Chunk, float]], k: int, per_note: int | None = None) -> list[Hit]:
-    """Top k, skipping a chunk that overlaps one already taken (overlap windows repeat text) and
+    """Top k, skipping a chunk that overlaps one already taken (overlap windows repeat text) or repeats
+    a taken passage word for word (the same clip saved in the inbox and copied into the vault), and
     capping chunks per note."""
     taken: list[Chunk] = []
+    texts: set[str] = set()
     hits: list[Hit] = []
     per_doc: dict[str, int] = {}
     for chunk, score in ranked:
-        if any(overlaps(chunk, t) for t in taken):
+        text = " ".join(chunk.text.split())
+        if text in texts or any(overlaps(chunk, t) for t in taken):
             continue
+        texts.add(text)
         if per_note is not None and per_doc.get(chunk.doc_key, 0) >= per_note:
             continue
         taken.append(chunk)

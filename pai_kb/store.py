@@ -1,5 +1,9 @@
 """The vector store: Chroma, with vectors always passed in (Chroma must never embed or download).
 
+Embedded (`PersistentClient` under the index folder) by default; with `index.url` a Chroma server
+(`chroma run`) holds the vectors instead, one collection per index, named after the index folder so
+several indexes can share one server.
+
 The store holds ids, vectors and the few fields dense filters need; text and citations live in the
 manifest (`pai_kb.manifest`), which is the source of truth. A vector whose id the manifest does not
 know is an orphan from an interrupted run and is never shown.
@@ -7,22 +11,44 @@ know is an orphan from an interrupted run and is never shown.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from pai_kb.errors import ConfigError
 
 COLLECTION = "chunks"
 
 
+def collection_name(index_dir: Path) -> str:
+    return "pai_kb_" + hashlib.sha1(str(index_dir.resolve()).encode()).hexdigest()[:16]
+
+
 class VectorStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, url: str | None = None, collection: str = COLLECTION) -> None:
         import chromadb
         from chromadb.config import Settings
 
-        path.mkdir(parents=True, exist_ok=True)
-        self._client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+        settings = Settings(anonymized_telemetry=False)
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"index.url '{url}' is not an http(s) URL like http://127.0.0.1:8000")
+            try:
+                self._client = chromadb.HttpClient(host=parts.hostname, port=parts.port or 8000,
+                                                   ssl=parts.scheme == "https", settings=settings)
+                self._client.heartbeat()
+            except Exception as exc:  # chromadb raises bare Exceptions for connection failures
+                raise ConfigError(f"cannot reach the Chroma server at {url}: start it (chroma run --path DIR "
+                                  "--port N) or fix index.url / PAI_KB_CHROMA_URL") from exc
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            self._client = chromadb.PersistentClient(path=str(path), settings=settings)
+        self._name = collection
         self._collection = self._client.get_or_create_collection(
-            COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"})
+            collection, embedding_function=None, metadata={"hnsw:space": "cosine"})
 
     def upsert(self, ids: Sequence[str], vectors: Sequence[Sequence[float]],
                metadatas: Sequence[Mapping[str, Any]]) -> None:
@@ -58,6 +84,6 @@ class VectorStore:
         return self._collection.count()
 
     def reset(self) -> None:
-        self._client.delete_collection(COLLECTION)
+        self._client.delete_collection(self._name)
         self._collection = self._client.get_or_create_collection(
-            COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"})
+            self._name, embedding_function=None, metadata={"hnsw:space": "cosine"})

@@ -7,7 +7,11 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Sequence
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -105,3 +109,39 @@ def sources_kb(tmp_path_factory, real_embedder) -> KnowledgeBase:
     kb = KnowledgeBase(config.replace(exclude=others + ("*SOURCE.txt",)), embedder=real_embedder)
     kb.sources_report = kb.index()  # type: ignore[attr-defined]
     return kb
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory) -> str:
+    """A real Chroma server (`chroma run`, installed with chromadb) on a free loopback port, for the
+    whole session; stopped at the end."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    chroma = Path(sys.executable).with_name("chroma")
+    proc = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path_factory.mktemp("chroma-server")),
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("chroma run did not start")
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(params=["embedded", "server"])
+def mk(request) -> Callable[..., KnowledgeBase]:
+    """make_kb for each vector store backend: the embedded store and a real Chroma server."""
+    url = request.getfixturevalue("chroma_server") if request.param == "server" else None
+
+    def factory(tmp_path: Path, vault: Path, embedder: object, **changes: object) -> KnowledgeBase:
+        return make_kb(tmp_path, vault, embedder, chroma_url=url, **changes)
+
+    return factory

@@ -1,6 +1,5 @@
 """Fusion, selection, keyword queries and filters, with literal inputs and a real manifest."""
 
-from conftest import make_kb
 from pai_kb.keyword import fts_query
 from pai_kb.manifest import Filters
 from pai_kb.models import Chunk
@@ -31,6 +30,13 @@ def test_select_drops_overlapping_chunks_and_caps_per_note():
     assert [(h.chunk.id, h.rank) for h in select(ranked, 2)] == [("a1", 1), ("a3", 2)]
 
 
+def test_select_returns_one_copy_of_duplicated_material():
+    ranked = [(chunk("v", doc="vault/Clippings/post.md", start=1, end=3), 0.9),
+              (chunk("i", doc="inbox/post.md", start=5, end=7), 0.8), (chunk("other"), 0.7)]
+    ranked[1] = (Chunk(**{**vars(ranked[1][0]), "text": " v\n"}), 0.8)  # the same words, other spacing
+    assert [h.chunk.id for h in select(ranked, 10)] == ["v", "other"]
+
+
 def test_fts_query_quotes_terms_and_drops_function_words():
     assert fts_query("how do I use --sliding-window?") == '"use" OR "sliding" OR "window"'
     assert fts_query("what is it") == '"what" OR "is" OR "it"'  # only function words: keep them
@@ -39,8 +45,8 @@ def test_fts_query_quotes_terms_and_drops_function_words():
     assert fts_query("?!") is None
 
 
-def test_filters_apply_to_keyword_and_dense(tmp_path, vault, embedder):
-    kb = make_kb(tmp_path, vault, embedder)
+def test_filters_apply_to_keyword_and_dense(mk, tmp_path, vault, embedder):
+    kb = mk(tmp_path, vault, embedder)
     kb.index()
     def paths(mode, **f):
         return {h.chunk.path for h in kb.search("coffee grind network backup", k=50, mode=mode, filters=Filters(**f))}

@@ -7,19 +7,19 @@ import time
 import pytest
 
 from helpers import snapshot
-from conftest import HashEmbedder, make_kb
+from conftest import HashEmbedder
 from pai_kb.errors import ConfigError, IndexLockedError, IndexMismatchError
 from pai_kb.locking import writer_lock
 
 
-def fresh_snapshot(tmp_path, vault, name="fresh"):
-    kb = make_kb(tmp_path / name, vault, HashEmbedder())
+def fresh_snapshot(mk, tmp_path, vault, name="fresh"):
+    kb = mk(tmp_path / name, vault, HashEmbedder())
     kb.index()
     return snapshot(kb)
 
 
-def test_full_index_of_sample_vault(tmp_path, vault, embedder):
-    kb = make_kb(tmp_path, vault, embedder)
+def test_full_index_of_sample_vault(mk, tmp_path, vault, embedder):
+    kb = mk(tmp_path, vault, embedder)
     report = kb.index()
     notes = [p for p in vault.rglob("*.md") if ".obsidian" not in p.parts and "Templates" not in p.parts]
     assert report.added == len(notes) and report.chunks_total == report.chunks_embedded > len(notes)
@@ -28,17 +28,17 @@ def test_full_index_of_sample_vault(tmp_path, vault, embedder):
     assert any("not valid YAML" in w for w in report.warnings)
 
 
-def test_noop_reindex_reads_nothing_and_never_opens_the_store(tmp_path, vault, embedder):
-    make_kb(tmp_path, vault, embedder).index()
-    kb = make_kb(tmp_path, vault, embedder)
+def test_noop_reindex_reads_nothing_and_never_opens_the_store(mk, tmp_path, vault, embedder):
+    mk(tmp_path, vault, embedder).index()
+    kb = mk(tmp_path, vault, embedder)
     embedder.embedded.clear()
     report = kb.index()
     assert report.unchanged == 17 and report.chunks_total > 17
     assert embedder.embedded == [] and "store" not in kb.__dict__
 
 
-def test_edit_delete_rename_add_embed_only_what_changed(tmp_path, vault, embedder):
-    kb = make_kb(tmp_path, vault, embedder)
+def test_edit_delete_rename_add_embed_only_what_changed(mk, tmp_path, vault, embedder):
+    kb = mk(tmp_path, vault, embedder)
     kb.index()
     embedder.embedded.clear()
     pour = vault / "Coffee/Pour-over brewing.md"
@@ -52,7 +52,7 @@ def test_edit_delete_rename_add_embed_only_what_changed(tmp_path, vault, embedde
     # Only the edited section and the new note reached the model.
     assert len(embedder.embedded) == 2
     assert any("zorbleflux" in t for t in embedder.embedded) and any("quasars" in t for t in embedder.embedded)
-    assert snapshot(kb) == fresh_snapshot(tmp_path, vault)
+    assert snapshot(kb) == fresh_snapshot(mk, tmp_path, vault)
     hits = kb.search("zorbleflux", k=3, mode="keyword")
     assert hits[0].chunk.path == "Coffee/Pour-over brewing.md"
     assert not kb.search("half marathon interval tempo", k=10, mode="keyword") or all(
@@ -61,8 +61,8 @@ def test_edit_delete_rename_add_embed_only_what_changed(tmp_path, vault, embedde
     assert renamed.path == "Programming/Databases - SQLite.md" and renamed.title == "Databases - SQLite"
 
 
-def test_touch_without_change_embeds_nothing(tmp_path, vault, embedder):
-    kb = make_kb(tmp_path, vault, embedder)
+def test_touch_without_change_embeds_nothing(mk, tmp_path, vault, embedder):
+    kb = mk(tmp_path, vault, embedder)
     kb.index()
     embedder.embedded.clear()
     note = vault / "Home.md"
@@ -72,8 +72,8 @@ def test_touch_without_change_embeds_nothing(tmp_path, vault, embedder):
     assert kb.index().unchanged == report.unchanged  # and the new mtime was recorded
 
 
-def test_bad_inputs_never_abort_or_damage(tmp_path, vault, embedder):
-    kb = make_kb(tmp_path, vault, embedder, max_file_bytes=200_000)
+def test_bad_inputs_never_abort_or_damage(mk, tmp_path, vault, embedder):
+    kb = mk(tmp_path, vault, embedder, max_file_bytes=200_000)
     kb.index()
     before = snapshot(kb)
     (vault / "empty.md").write_bytes(b"")
@@ -96,17 +96,17 @@ def test_bad_inputs_never_abort_or_damage(tmp_path, vault, embedder):
     assert "vault/binary.md" in kb.status().errors
 
 
-def test_missing_vault_is_a_clear_error(tmp_path, embedder):
-    kb = make_kb(tmp_path, tmp_path / "no-such-vault", embedder)
+def test_missing_vault_is_a_clear_error(mk, tmp_path, embedder):
+    kb = mk(tmp_path, tmp_path / "no-such-vault", embedder)
     with pytest.raises(ConfigError, match="no-such-vault does not exist"):
         kb.index()
 
 
-def test_other_model_needs_rebuild(tmp_path, vault, embedder):
-    make_kb(tmp_path, vault, embedder).index()
+def test_other_model_needs_rebuild(mk, tmp_path, vault, embedder):
+    mk(tmp_path, vault, embedder).index()
     other = HashEmbedder()
     other.model_id = "another-model"
-    kb = make_kb(tmp_path, vault, other)
+    kb = mk(tmp_path, vault, other)
     with pytest.raises(IndexMismatchError, match="pai-kb index --rebuild"):
         kb.index()
     with pytest.raises(IndexMismatchError):
@@ -116,35 +116,42 @@ def test_other_model_needs_rebuild(tmp_path, vault, embedder):
     assert kb.search("coffee", k=1)
 
 
-def test_second_writer_is_refused(tmp_path, vault, embedder):
-    kb = make_kb(tmp_path, vault, embedder)
+def test_second_writer_is_refused(mk, tmp_path, vault, embedder):
+    kb = mk(tmp_path, vault, embedder)
     with writer_lock(tmp_path / "index"):
         with pytest.raises(IndexLockedError, match="being written by pid"):
             kb.index()
     kb.index()
 
 
-def test_orphan_journal_is_repaired(tmp_path, vault, embedder):
+def test_orphan_journal_is_repaired(mk, tmp_path, vault, embedder):
     """A run killed after storing vectors but before committing the manifest leaves journalled
     orphans; the next run deletes them."""
-    kb = make_kb(tmp_path, vault, embedder)
+    kb = mk(tmp_path, vault, embedder)
     kb.index()
     with kb.manifest.transaction() as db:
         kb.manifest.add_orphans(db, ["stray-1", "stray-2"])
     kb.store.upsert(["stray-1", "stray-2"], [[1.0] + [0.0] * 63] * 2, [{"doc_key": "x"}] * 2)
-    report = make_kb(tmp_path, vault, embedder).index()
+    report = mk(tmp_path, vault, embedder).index()
     assert report.repaired == 2
-    assert snapshot(kb) == fresh_snapshot(tmp_path, vault)
+    assert snapshot(kb) == fresh_snapshot(mk, tmp_path, vault)
 
 
-def test_lost_vectors_after_crash_are_rebuilt(tmp_path, vault, embedder):
-    kb = make_kb(tmp_path, vault, embedder)
+def test_lost_vectors_after_crash_are_rebuilt(mk, tmp_path, vault, embedder):
+    kb = mk(tmp_path, vault, embedder)
     kb.index()
     victim = kb.manifest.chunk_ids("vault/Home.md")
     kb.store.delete(victim[:1])
     kb.store.upsert(["stray"], [[1.0] + [0.0] * 63], [{"doc_key": "x"}])
     kb._set_meta("dirty", "1")  # what an interrupted run leaves behind
     embedder.embedded.clear()
-    report = make_kb(tmp_path, vault, embedder).index()
+    report = mk(tmp_path, vault, embedder).index()
     assert report.repaired == 2 and report.added == 1
-    assert snapshot(kb) == fresh_snapshot(tmp_path, vault)
+    assert snapshot(kb) == fresh_snapshot(mk, tmp_path, vault)
+
+
+def test_unreachable_chroma_server_is_clear(tmp_path, vault, embedder):
+    from conftest import make_kb
+    kb = make_kb(tmp_path, vault, embedder, chroma_url="http://127.0.0.1:9")
+    with pytest.raises(ConfigError, match="cannot reach the Chroma server at http://127.0.0.1:9: start it"):
+        kb.index()
