@@ -207,6 +207,13 @@ class Manifest:
         match = fts_query(query)
         if match is None:
             return []
+        if not filters.active:
+            # Ranking inside FTS5 first and joining only the top k is about twice as fast.
+            rows = self._db.execute(
+                f"SELECT c.id, -s.score FROM (SELECT rowid, {_BM25_WEIGHTS} AS score FROM chunks_fts "
+                "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?) s JOIN chunks c ON c.rowid = s.rowid "
+                "ORDER BY s.score", (match, k))
+            return [(i, float(s)) for i, s in rows]
         where, params = filter_sql(filters)
         rows = self._db.execute(
             f"SELECT c.id, -{_BM25_WEIGHTS} AS score FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "

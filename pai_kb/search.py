@@ -67,7 +67,7 @@ class Retriever:
     def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
                filters: Filters = Filters()) -> list[Hit]:
         # per_note caps and overlap removal discard candidates, so fetch deeper when they will.
-        depth = max(_CANDIDATES, k * (3 if per_note is None else 10))
+        depth = max(_CANDIDATES, k * 3)
         if mode == "keyword":
             ranked = self.manifest.keyword_search(query, depth, filters)
         elif mode == "dense":
