@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +26,12 @@ class Embedder(Protocol):
     max_tokens: int  # word-pieces the model reads, special tokens excluded
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+class Encoder(Protocol):
+    """What a search needs: vectors for a few texts."""
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
@@ -107,3 +114,62 @@ def _max_seq_length(path: Path) -> int:
     if config.is_file():
         return int(json.loads(config.read_text()).get("max_seq_length", 256))
     return 256
+
+
+_PROBES = ("How do I add an alias to a note?", "Pi-hole blocks ads for the whole network.", "x")
+
+
+def export_onnx(embedder: SentenceTransformerEmbedder, target: Path) -> float | None:
+    """Export the model (transformer + mean pooling + normalisation) to ONNX at `target`, so queries can
+    be encoded without importing torch. Returns the largest difference from sentence-transformers over a
+    few probe sentences, or None when the model's shape is not one this export reproduces. Written to a
+    temporary file and renamed, so a crash never leaves a half-written model."""
+    if not _is_mean_pooled(embedder.path):
+        return None
+    import numpy as np
+    import torch
+
+    from pai_kb.query_encoder import QueryEncoder
+
+    model = embedder._model
+    transformer = model[0].auto_model.eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                      token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    sample = model.tokenize(list(_PROBES))
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shapes: the export is verified below
+        torch.onnx.export(Pooled(), tuple(sample[n] for n in names), str(tmp), input_names=names,
+                          output_names=["embedding"], opset_version=17, dynamo=False,
+                          dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "embedding": {0: "batch"}})
+    got = np.array(QueryEncoder(tmp, embedder.path / "tokenizer.json", embedder.max_tokens + 2).embed(list(_PROBES)))
+    want = np.array(embedder.embed(list(_PROBES)))
+    diff = float(np.abs(got - want).max())
+    if diff > 1e-5:
+        tmp.unlink()
+        return diff
+    os.replace(tmp, target)
+    return diff
+
+
+def _is_mean_pooled(path: Path) -> bool:
+    try:
+        modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((path / "modules.json").read_text())]
+        pooling = json.loads((path / "1_Pooling" / "config.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return False
+    return modules == ["Transformer", "Pooling", "Normalize"] and pooling.get("pooling_mode_mean_tokens") is True \
+        and not any(v for k, v in pooling.items() if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens")

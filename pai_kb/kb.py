@@ -6,6 +6,8 @@ Heavy parts (Chroma, torch) are built on first use, so commands that need neithe
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,17 +17,21 @@ from pathlib import Path
 from pai_kb.answer import ABSTAIN_TEXT, Answer, check_citations, extractive, messages, pack
 from pai_kb.chunking import CHUNKER_VERSION
 from pai_kb.config import Config
-from pai_kb.embeddings import Embedder, SentenceTransformerEmbedder
+from pai_kb.embeddings import Embedder, Encoder, SentenceTransformerEmbedder, export_onnx
 from pai_kb.errors import ConfigError, IndexMismatchError
 from pai_kb.llm import ChatModel, LLMSettings
 from pai_kb.locking import writer_lock
 from pai_kb.manifest import SCHEMA_VERSION, Filters, Manifest
 from pai_kb.models import Hit
+from pai_kb.query_encoder import QueryEncoder
 from pai_kb.related import RelatedNote, related
 from pai_kb.search import MODES, Retriever
 from pai_kb.sources import SourceFile, discover
 from pai_kb.store import VectorStore, collection_name
 from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, diff_stats, make_plan
+
+
+log = logging.getLogger("pai_kb")
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,31 @@ class KnowledgeBase:
     @cached_property
     def embedder(self) -> Embedder:
         return self._given_embedder or SentenceTransformerEmbedder(self.config.model, self.config.embed_batch_size)
+
+    @cached_property
+    def query_embedder(self) -> Encoder:
+        """The ONNX encoder when `index` has exported one for this model, else the model itself."""
+        onnx = self._onnx_path
+        if onnx is not None and onnx.is_file():
+            return QueryEncoder(onnx, self.embedder.path / "tokenizer.json", self.embedder.max_tokens + 2)
+        return self.embedder
+
+    @property
+    def _onnx_path(self) -> Path | None:
+        if not isinstance(self.embedder, SentenceTransformerEmbedder):
+            return None
+        model = hashlib.sha1(self.embedder.model_id.encode()).hexdigest()[:12]
+        return self.config.index_dir / "onnx" / f"query-encoder-{model}.onnx"
+
+    def _export_query_encoder(self) -> None:
+        """Once per index and model; `index` pays the torch import, so searches never have to."""
+        onnx = self._onnx_path
+        if onnx is None or onnx.is_file():
+            return
+        try:
+            export_onnx(self.embedder, onnx)
+        except Exception as exc:  # an optional speed-up: searches fall back to the model itself
+            log.warning("could not export the query encoder to ONNX (%s); searches will load the model", exc)
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -79,7 +110,9 @@ class KnowledgeBase:
     def index(self, rebuild: bool = False, progress: Progress | None = None) -> SyncReport:
         self.check_vault()
         with writer_lock(self.config.index_dir):
-            return self.sync(rebuild, progress)
+            report = self.sync(rebuild, progress)
+            self._export_query_encoder()
+            return report
 
     def sync(self, rebuild: bool = False, progress: Progress | None = None,
              stop: Callable[[], bool] | None = None, batch_chunks: int | None = None) -> SyncReport:
@@ -160,7 +193,7 @@ class KnowledgeBase:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
         self._check_fingerprint()
-        retriever = Retriever(self.manifest, lambda: self.store, lambda: self.embedder)
+        retriever = Retriever(self.manifest, lambda: self.store, lambda: self.query_embedder)
         return retriever.search(query, k, mode, per_note, filters)
 
     def ask(self, question: str, k: int = 8, filters: Filters = Filters(), use_llm: bool = True,
@@ -189,7 +222,7 @@ class KnowledgeBase:
     def _best_similarity(self, question: str, hits: list[Hit]) -> float | None:
         if not hits:
             return None
-        query = self.embedder.embed([question])[0]
+        query = self.query_embedder.embed([question])[0]
         vectors = self.store.vectors([h.chunk.id for h in hits])
         return max((sum(a * b for a, b in zip(query, v)) for v in vectors.values()), default=None)
 

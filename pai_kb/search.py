@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from pai_kb.embeddings import Embedder
+from pai_kb.embeddings import Encoder
 from pai_kb.manifest import Filters, Manifest
 from pai_kb.models import Chunk, Hit
 from pai_kb.store import VectorStore
@@ -59,7 +59,7 @@ def select(ranked: Sequence[tuple[Chunk, float]], k: int, per_note: int | None =
 
 
 class Retriever:
-    def __init__(self, manifest: Manifest, store: Callable[[], VectorStore], embedder: Callable[[], Embedder]) -> None:
+    def __init__(self, manifest: Manifest, store: Callable[[], VectorStore], embedder: Callable[[], Encoder]) -> None:
         self.manifest = manifest
         self._store = store
         self._embedder = embedder

@@ -14,6 +14,7 @@ OWNERS = {
     "chromadb": {"store.py"},
     "sentence_transformers": {"embeddings.py"},
     "torch": {"embeddings.py"},
+    "onnxruntime": {"query_encoder.py"},
     "openai": {"llm.py"},
     "watchdog": {"watch.py"},
     "markdown_it": {"loaders/markdown.py"},
