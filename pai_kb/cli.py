@@ -199,8 +199,11 @@ def status(lazy: _Lazy, as_json: bool) -> None:
 @click.option("--reconcile", default=300.0, show_default=True, type=click.FloatRange(5),
               help="Seconds between full reconciliations, for events the OS dropped.")
 @click.option("--json", "as_json", is_flag=True, help="Log one JSON object per line.")
+@click.option("--serve", "serve_api", is_flag=True, help="Also serve the HTTP API from this process.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address to bind.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="With --serve: port.")
 @click.pass_obj
-def watch(lazy: _Lazy, reconcile: float, as_json: bool) -> None:
+def watch(lazy: _Lazy, reconcile: float, as_json: bool, serve_api: bool, host: str, port: int) -> None:
     """Keep the index in step with the vault and the inbox until stopped (Ctrl-C or SIGTERM).
 
     Catches up with everything that changed while it was not running, then follows changes. It holds
@@ -217,11 +220,49 @@ def watch(lazy: _Lazy, reconcile: float, as_json: bool) -> None:
     with lazy.kb() as kb:
         kb.check_vault()
         watcher = Watcher(kb, WatchSettings(reconcile_s=reconcile))
+        if serve_api:
+            _serve_in_background(lazy, host, port)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: watcher.stop())
         logging.getLogger("pai_kb.watch").info("watching %s and %s", kb.config.vault, kb.config.inbox)
         watcher.run()
         logging.getLogger("pai_kb.watch").info("stopped")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback needs PAI_KB_TOKEN.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_obj
+def serve(lazy: _Lazy, host: str, port: int) -> None:
+    """Serve the HTTP JSON API (search, ask, notes, related, status; OpenAPI at /docs)."""
+    from pai_kb.server import serve as run_server
+
+    with lazy.kb() as kb:
+        click.echo(f"pai-kb API on http://{host}:{port} (OpenAPI: /docs)", err=True)
+        run_server(kb, host, port, os.environ.get("PAI_KB_TOKEN") or None)
+
+
+@main.command()
+@click.pass_obj
+def mcp(lazy: _Lazy) -> None:
+    """Serve the knowledge base to MCP clients over stdio (tools: search_notes, ask, get_note,
+    related_notes, recent_changes)."""
+    from pai_kb.mcp_server import run
+
+    with lazy.kb() as kb:
+        run(kb)
+
+
+def _serve_in_background(lazy: _Lazy, host: str, port: int) -> None:
+    """The API reads the index through its own KnowledgeBase (its own SQLite connection) while the
+    watcher writes; the thread dies with the process."""
+    import threading
+
+    from pai_kb.server import serve as run_server
+
+    reader = KnowledgeBase(load_config(lazy.flags))
+    token = os.environ.get("PAI_KB_TOKEN") or None
+    threading.Thread(target=run_server, args=(reader, host, port, token), daemon=True).start()
 
 
 @contextmanager

@@ -231,6 +231,13 @@ class Manifest:
         rows = self._db.execute("SELECT doc_key, title, links FROM files")
         return {key: (title or "", json.loads(links or "[]")) for key, title, links in rows}
 
+    def recent(self, limit: int) -> list[dict[str, object]]:
+        """Files most recently (re)indexed: what changed in the person's material lately."""
+        rows = self._db.execute("SELECT doc_key, title, source_type, doc_date, indexed_at FROM files "
+                                "WHERE error IS NULL ORDER BY indexed_at DESC, doc_key LIMIT ?", (limit,))
+        return [{"root": key.split("/", 1)[0], "path": key.split("/", 1)[1], "title": title, "source_type": kind,
+                 "date": date, "indexed_at": at} for key, title, kind, date, at in rows]
+
     def counts(self) -> tuple[int, int]:
         files = self._db.execute("SELECT count(*) FROM files").fetchone()[0]
         chunks = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]

@@ -20,6 +20,9 @@ OWNERS = {
     "markdown_it": {"loaders/markdown.py"},
     "trafilatura": {"loaders/html.py"},
     "pypdf": {"loaders/pdf.py"},
+    "fastapi": {"server.py"},
+    "uvicorn": {"server.py"},
+    "mcp": {"mcp_server.py"},
 }
 
 

@@ -1,0 +1,189 @@
+"""The HTTP API through a real uvicorn server on a free loopback port, and the MCP server through the
+SDK's own client over stdio."""
+
+import json
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+
+from conftest import PROJECT, make_kb
+from fake_llm import FakeLLM, Reply
+from pai_kb.errors import ConfigError
+from pai_kb.server import create_app, is_loopback, serve
+
+TOKEN = "test-token-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory, real_embedder):
+    tmp = tmp_path_factory.mktemp("api")
+    shutil.copytree(PROJECT / "vault", tmp / "vault")
+    shutil.copytree(PROJECT / "ingest", tmp / "inbox")
+    (tmp / "secret.md").write_text("outside the vault")
+    kb = make_kb(tmp, tmp / "vault", real_embedder, inbox=tmp / "inbox")
+    kb.index()
+    return kb
+
+
+def start(app) -> tuple[str, uvicorn.Server]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server
+
+
+@pytest.fixture(scope="module")
+def api(kb):
+    url, server = start(create_app(kb))
+    yield url
+    server.should_exit = True
+
+
+def test_health_status_openapi(api):
+    assert httpx.get(f"{api}/health").json() == {"status": "ok"}
+    status = httpx.get(f"{api}/status").json()
+    assert status["files"] >= 20 and status["model"] == "all-MiniLM-L6-v2"
+    spec = httpx.get(f"{api}/openapi.json").json()
+    assert {"/health", "/status", "/search", "/ask", "/notes/{path}", "/related"} <= set(spec["paths"])
+
+
+def test_search_get_and_post(api):
+    got = httpx.get(f"{api}/search", params={"q": "how long should a pour-over take", "k": 3}).json()
+    assert got["results"][0]["path"] == "Coffee/Pour-over brewing.md" and len(got["results"]) == 3
+    posted = httpx.post(f"{api}/search", json={"query": "re-season a rusty pan", "types": ["webclip"], "k": 1}).json()
+    assert posted["results"][0]["url"] == "https://example.org/kitchen/cast-iron-care"
+    assert posted["filters"]["types"] == ["webclip"]
+
+
+def test_limits_and_bad_requests(api):
+    assert httpx.get(f"{api}/search", params={"q": "x", "k": 1000}).status_code == 422
+    assert httpx.post(f"{api}/search", json={"query": ""}).status_code == 422
+    assert httpx.post(f"{api}/search", json={"query": "x", "types": ["video"]}).status_code == 400
+    big = httpx.post(f"{api}/search", content=b"{" + b" " * 70_000 + b"}", headers={"content-type": "application/json"})
+    assert big.status_code == 413
+
+
+@pytest.mark.parametrize("path, statuses", [
+    # Plain `..` segments are resolved by the client or the router before any handler (404); encoded
+    # ones reach the handler, which refuses them (400). Either way nothing outside the roots is served.
+    ("../secret.md", {404}), ("../../etc/passwd", {404}), ("Coffee/../../secret.md", {404}),
+    ("..%2Fsecret.md", {400}), ("Coffee%2F..%2F..%2Fsecret.md", {400}), ("%2Fetc%2Fpasswd", {400}),
+    ("nope.md", {404}), (".obsidian/app.json", {404}), ("pai-kb.toml", {404}),
+])
+def test_notes_stay_inside_the_roots(api, path, statuses):
+    response = httpx.get(f"{api}/notes/{path}")
+    assert response.status_code in statuses and "outside the vault" not in response.text
+
+
+def test_note_text(api):
+    note = httpx.get(f"{api}/notes/Coffee/Pour-over brewing.md").json()
+    assert note["path"] == "Coffee/Pour-over brewing.md" and "Hario V60" in note["text"]
+    clip = httpx.get(f"{api}/notes/Cast iron care.html", params={"root": "inbox"})
+    assert clip.status_code == 200 and "flaxseed" in clip.json()["text"]
+
+
+def test_related(api):
+    data = httpx.get(f"{api}/related", params={"note": "Coffee/Pour-over brewing.md", "k": 3}).json()
+    assert data["results"][0]["path"] == "Coffee/Espresso dialing in.md"
+    assert httpx.get(f"{api}/related", params={"note": "no such note"}).status_code == 400
+
+
+def test_ask_json_and_streaming(kb):
+    llm = FakeLLM().start()
+    try:
+        from pai_kb.kb import KnowledgeBase
+        asker = KnowledgeBase(kb.config.replace(llm_base_url=llm.url), embedder=kb.embedder)
+        url, server = start(create_app(asker))
+        llm.replies += [Reply("Brew 2:45 to 3:15 [1]."), Reply("Streamed: brew 2:45 to 3:15 [1].")]
+        plain = httpx.post(f"{url}/ask", json={"question": "how long should a pour-over brew take?"}).json()
+        assert plain["grounded"] and plain["answer"] == "Brew 2:45 to 3:15 [1]."
+        events = []
+        with httpx.stream("POST", f"{url}/ask", json={"question": "how long should a pour-over brew take?",
+                                                      "stream": True}) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line[7:])
+                elif line.startswith("data: "):
+                    events[-1] = (events[-1], json.loads(line[6:]))
+        tokens = "".join(data for kind, data in events if kind == "token")
+        final = [data for kind, data in events if kind == "answer"][0]
+        assert tokens == "Streamed: brew 2:45 to 3:15 [1]." and final["grounded"] is True
+        server.should_exit = True
+    finally:
+        llm.stop()
+
+
+def test_token_enforced(kb):
+    url, server = start(create_app(kb, token=TOKEN))
+    try:
+        assert httpx.get(f"{url}/health").status_code == 200
+        assert httpx.get(f"{url}/search", params={"q": "coffee"}).status_code == 401
+        wrong = httpx.get(f"{url}/search", params={"q": "coffee"}, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = httpx.get(f"{url}/search", params={"q": "coffee"}, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200
+    finally:
+        server.should_exit = True
+
+
+def test_non_loopback_needs_a_token(kb):
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    with pytest.raises(ConfigError, match="refusing to serve on 0.0.0.0 without a token"):
+        serve(kb, "0.0.0.0", free_port(), None)
+
+
+def test_mcp_over_stdio(kb):
+    from mcp import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    c = kb.config
+    params = StdioServerParameters(command=sys.executable, args=[
+        "-m", "pai_kb", "--vault", str(c.vault), "--inbox", str(c.inbox), "--index", str(c.index_dir), "mcp"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    async def session_calls():
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            tools = {t.name: t for t in (await session.list_tools()).tools}
+            results = {}
+            for name, args in [("search_notes", {"query": "what does the IoT VLAN allow?", "k": 2}),
+                               ("ask", {"question": "how long should a pour-over brew take?"}),
+                               ("get_note", {"path": "Homelab/Backups.md"}),
+                               ("related_notes", {"note": "Pour-over brewing", "k": 3}),
+                               ("recent_changes", {"limit": 5}),
+                               ("get_note", {"path": "../secret.md"})]:
+                result = await session.call_tool(name, args)
+                results[name if name not in results else name + "_bad"] = result
+            return tools, results
+
+    tools, results = anyio.run(session_calls)
+    assert set(tools) == {"search_notes", "ask", "get_note", "related_notes", "recent_changes"}
+    assert all(len(t.description) > 40 for t in tools.values())
+    search = results["search_notes"].structured_content
+    assert search["results"][0]["path"] == "Homelab/Home network.md" and search["results"][0]["line_start"] > 0
+    answer = results["ask"].structured_content
+    assert answer["grounded"] and answer["citations"][0]["path"] == "Coffee/Pour-over brewing.md"
+    assert "restic" in results["get_note"].structured_content["text"]
+    assert results["related_notes"].structured_content["results"][0]["path"] == "Coffee/Espresso dialing in.md"
+    assert len(results["recent_changes"].structured_content["files"]) == 5
+    assert results["get_note_bad"].is_error
