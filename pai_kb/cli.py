@@ -123,10 +123,12 @@ def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, as_
     filters = _filters(**filter_args)
     with lazy.kb() as kb:
         hits = kb.search(query, k=k, mode=mode, per_note=per_note, filters=filters)
+        vault = kb.config.vault.name
     if as_json:
-        click.echo(render.search_json(query, hits, mode=mode, k=k, per_note=per_note, filters=vars(filters)))
+        click.echo(render.search_json(query, hits, vault=vault, mode=mode, k=k, per_note=per_note,
+                                      filters=vars(filters)))
     else:
-        click.echo(render.search_text(hits))
+        click.echo(render.search_text(hits, vault, links=sys.stdout.isatty()))
 
 
 @main.command()
@@ -143,10 +145,12 @@ def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, as_json: bool, **filte
     stream = None if as_json else (lambda token: click.echo(token, nl=False))
     with lazy.kb() as kb:
         answer = kb.ask(question, k=k, filters=_filters(**filter_args), use_llm=not no_llm, on_token=stream)
+        vault = kb.config.vault.name
     if as_json:
-        click.echo(render.answer_json(answer))
+        click.echo(render.answer_json(answer, vault))
     else:
-        click.echo(render.answer_text(answer, streamed=stream is not None and answer.model is not None))
+        click.echo(render.answer_text(answer, streamed=stream is not None and answer.model is not None,
+                                      vault=vault, links=sys.stdout.isatty()))
 
 
 @main.command()

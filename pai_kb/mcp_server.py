@@ -30,7 +30,7 @@ def build(kb: KnowledgeBase) -> MCPServer:
         webclip, transcript or pdf; tag: a tag without '#'; path: a glob; since: YYYY-MM-DD."""
         filters = Filters(types=(type,) if type else (), tags=(tag,) if tag else (), path=path, since=since)
         hits = kb.search(query, k=max(1, min(k, 50)), mode=mode, filters=filters)
-        return json.loads(render.search_json(query, hits, mode=mode, k=k))
+        return json.loads(render.search_json(query, hits, vault=kb.config.vault.name, mode=mode, k=k))
 
     @server.tool()
     def ask(question: str, k: int = 8) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def build(kb: KnowledgeBase) -> MCPServer:
         against the passages used. 'abstained' is true when the notes hold nothing relevant; 'grounded' is
         false when the answer cites nothing. Without a configured language model the answer is the best
         passages, labelled as such."""
-        return render.answer_dict(kb.ask(question, k=max(1, min(k, 30))))
+        return render.answer_dict(kb.ask(question, k=max(1, min(k, 30))), kb.config.vault.name)
 
     @server.tool()
     def get_note(path: str, root: str = "vault") -> dict[str, Any]:

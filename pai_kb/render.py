@@ -6,34 +6,47 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from urllib.parse import quote
 from collections.abc import Sequence
 from typing import Any
 
 from pai_kb.answer import Answer, Source
 from pai_kb.evaluation import ModeFigures
 from pai_kb.kb import Status
-from pai_kb.models import Hit
+from pai_kb.models import Chunk, Hit
 from pai_kb.related import RelatedNote
 from pai_kb.sync import SyncReport
 
 _SNIPPET = 240
 
 
-def hit_dict(hit: Hit) -> dict[str, Any]:
+def obsidian_uri(vault: str | None, chunk: Chunk) -> str | None:
+    """`obsidian://open?vault=NAME&file=PATH`: opens the note in Obsidian. Only vault files have one."""
+    if not vault or chunk.root != "vault":
+        return None
+    return f"obsidian://open?vault={quote(vault, safe='')}&file={quote(chunk.path, safe='')}"
+
+
+def hyperlink(text: str, uri: str | None) -> str:
+    """An OSC 8 terminal hyperlink; terminals without support show the text alone."""
+    return f"\033]8;;{uri}\033\\{text}\033]8;;\033\\" if uri else text
+
+
+def hit_dict(hit: Hit, vault: str | None = None) -> dict[str, Any]:
     c = hit.chunk
     return {
         "rank": hit.rank, "score": round(hit.score, 6), "path": c.path, "root": c.root, "title": c.title,
         "heading": c.heading, "line_start": c.line_start, "line_end": c.line_end,
         "source_type": c.source_type, "tags": list(c.tags), "text": c.text, "url": c.url,
-        "start_s": c.start_s, "end_s": c.end_s, "chunk_id": c.id,
+        "start_s": c.start_s, "end_s": c.end_s, "chunk_id": c.id, "obsidian_uri": obsidian_uri(vault, c),
     }
 
 
-def search_json(query: str, hits: Sequence[Hit], **echo: Any) -> str:
-    return json.dumps({"query": query, **echo, "results": [hit_dict(h) for h in hits]}, ensure_ascii=False)
+def search_json(query: str, hits: Sequence[Hit], vault: str | None = None, **echo: Any) -> str:
+    return json.dumps({"query": query, **echo, "results": [hit_dict(h, vault) for h in hits]}, ensure_ascii=False)
 
 
-def search_text(hits: Sequence[Hit]) -> str:
+def search_text(hits: Sequence[Hit], vault: str | None = None, links: bool = False) -> str:
     if not hits:
         return "No results."
     blocks = []
@@ -41,7 +54,8 @@ def search_text(hits: Sequence[Hit]) -> str:
         c = hit.chunk
         snippet = " ".join(c.text.split())
         snippet = snippet if len(snippet) <= _SNIPPET else snippet[:_SNIPPET - 1] + "…"
-        blocks.append(f"{hit.rank}. {citation(hit)}  [{hit.score:.3f}]\n   {c.heading}\n   {snippet}")
+        where = hyperlink(citation(hit), obsidian_uri(vault, c) if links else None)
+        blocks.append(f"{hit.rank}. {where}  [{hit.score:.3f}]\n   {c.heading}\n   {snippet}")
     return "\n\n".join(blocks)
 
 
@@ -146,25 +160,26 @@ def source_citation(source: Source) -> str:
     return citation(replace(hit, chunk=replace(c, line_start=source.line_start, line_end=source.line_end)))
 
 
-def answer_dict(answer: Answer) -> dict[str, Any]:
+def answer_dict(answer: Answer, vault: str | None = None) -> dict[str, Any]:
     shown = [s for s in answer.sources if s.n in answer.cited] if answer.cited else answer.sources
     return {
         "question": answer.question, "answer": answer.text, "grounded": answer.grounded,
         "citations": [{"n": s.n, "path": s.first.path, "root": s.first.root, "heading": s.first.heading,
                        "line_start": s.line_start, "line_end": s.line_end, "url": s.first.url,
                        "start_s": s.first.start_s, "chunk_id": s.first.id,
-                       "chunk_ids": [c.id for c in s.chunks]} for s in shown],
+                       "chunk_ids": [c.id for c in s.chunks],
+                       "obsidian_uri": obsidian_uri(vault, s.first)} for s in shown],
         "model": answer.model, "abstained": answer.abstained, "extractive": answer.extractive,
         "invalid_citations": answer.invalid,
         "best_similarity": None if answer.best_similarity is None else round(answer.best_similarity, 4),
     }
 
 
-def answer_json(answer: Answer) -> str:
-    return json.dumps(answer_dict(answer), ensure_ascii=False)
+def answer_json(answer: Answer, vault: str | None = None) -> str:
+    return json.dumps(answer_dict(answer, vault), ensure_ascii=False)
 
 
-def answer_text(answer: Answer, streamed: bool) -> str:
+def answer_text(answer: Answer, streamed: bool, vault: str | None = None, links: bool = False) -> str:
     """Everything after the streamed answer (or the whole of it when nothing was streamed)."""
     lines = [] if streamed else [answer.text]
     if streamed:
@@ -176,5 +191,6 @@ def answer_text(answer: Answer, streamed: bool) -> str:
     shown = [s for s in answer.sources if s.n in answer.cited] if answer.cited else answer.sources
     if shown:
         lines.append("\nSources:" if not answer.abstained else "\nClosest passages:")
-        lines.extend(f"[{s.n}] {source_citation(s)}  ({s.first.heading})" for s in shown)
+        lines.extend(f"[{s.n}] {hyperlink(source_citation(s), obsidian_uri(vault, s.first) if links else None)}"
+                     f"  ({s.first.heading})" for s in shown)
     return "\n".join(lines)

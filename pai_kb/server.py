@@ -111,7 +111,7 @@ def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
     def search_post(body: SearchBody) -> dict[str, Any]:
         filters = _filters(body.types, body.tags, body.path, body.since)
         hits = call(kb.search, body.query, k=body.k, mode=body.mode, per_note=body.per_note, filters=filters)
-        return json.loads(render.search_json(body.query, hits, mode=body.mode, k=body.k, per_note=body.per_note,
+        return json.loads(render.search_json(body.query, hits, vault=kb.config.vault.name, mode=body.mode, k=body.k, per_note=body.per_note,
                                              filters=vars(filters)))
 
     @app.post("/ask", dependencies=guard)
@@ -119,7 +119,7 @@ def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
         filters = _filters(body.types, body.tags, body.path, body.since)
         if not body.stream:
             answer = call(kb.ask, body.question, k=body.k, filters=filters, use_llm=not body.no_llm)
-            return render.answer_dict(answer)
+            return render.answer_dict(answer, kb.config.vault.name)
         return StreamingResponse(_sse(kb, lock, body, filters), media_type="text/event-stream")
 
     @app.get("/notes/{path:path}", dependencies=guard)
@@ -167,7 +167,7 @@ def _sse(kb: KnowledgeBase, lock: threading.Lock, body: AskBody, filters: Filter
             try:
                 answer = kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm,
                                 on_token=lambda t: events.put(("token", json.dumps(t))))
-                events.put(("answer", render.answer_json(answer)))
+                events.put(("answer", render.answer_json(answer, kb.config.vault.name)))
             except PaiKbError as exc:
                 events.put(("error", json.dumps(str(exc))))
             finally:

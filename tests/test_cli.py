@@ -135,3 +135,17 @@ def test_html_clip_from_inbox(indexed):
     hit = data["results"][0]
     assert hit["path"] == "Cast iron care.html" and hit["url"] == "https://example.org/kitchen/cast-iron-care"
     assert hit["heading"] == "How to care for a cast iron pan > Re-seasoning"
+
+
+def test_obsidian_uri_in_json(indexed):
+    args, _ = indexed
+    data = json.loads(run(args, "search", "how long should a pour-over take", "--json", "-k", "1").stdout)
+    assert data["results"][0]["obsidian_uri"] == "obsidian://open?vault=vault&file=Coffee%2FPour-over%20brewing.md"
+    clip = json.loads(run(args, "search", "re-season a rusty pan", "--type", "webclip", "--json", "-k", "1").stdout)
+    assert clip["results"][0]["obsidian_uri"] is None  # inbox files are not in the vault
+
+
+def test_terminal_hyperlinks():
+    from pai_kb.render import hyperlink
+    assert hyperlink("a.md:3", "obsidian://x") == "\033]8;;obsidian://x\033\\a.md:3\033]8;;\033\\"
+    assert hyperlink("a.md:3", None) == "a.md:3"
