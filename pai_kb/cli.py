@@ -135,10 +135,11 @@ def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, as_
 @click.argument("question")
 @click.option("-k", "k", default=8, show_default=True, type=click.IntRange(1, 50), help="Passages to retrieve.")
 @click.option("--no-llm", is_flag=True, help="Answer with the best passages instead of calling the model.")
+@click.option("--save", is_flag=True, help="Also write the answer as a note in the vault's answers folder.")
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (no streaming).")
 @click.pass_obj
-def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, as_json: bool, **filter_args: Any) -> None:
+def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, save: bool, as_json: bool, **filter_args: Any) -> None:
     """Answer QUESTION from your notes, citing them, or say that they do not cover it."""
     if not question.strip():
         raise click.UsageError("QUESTION is empty; ask something")
@@ -146,11 +147,30 @@ def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, as_json: bool, **filte
     with lazy.kb() as kb:
         answer = kb.ask(question, k=k, filters=_filters(**filter_args), use_llm=not no_llm, on_token=stream)
         vault = kb.config.vault.name
+        saved = kb.save_answer(answer) if save else None
     if as_json:
         click.echo(render.answer_json(answer, vault))
     else:
         click.echo(render.answer_text(answer, streamed=stream is not None and answer.model is not None,
                                       vault=vault, links=sys.stdout.isatty()))
+    if saved:
+        click.echo(f"saved to {saved}", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def materialize(lazy: _Lazy, as_json: bool) -> None:
+    """Write indexed inbox clips and transcripts as notes in the vault's Clippings/ and Transcripts/
+    folders. A note you have edited is never overwritten: a new version is written beside it."""
+    import json
+
+    with lazy.kb() as kb:
+        written = kb.materialize()
+    if as_json:
+        click.echo(json.dumps({"notes": [vars(w) for w in written]}))
+    else:
+        click.echo("\n".join(f"{w.action:<12} {w.path}  (from {w.source})" for w in written) or "Nothing to write.")
 
 
 @main.command()

@@ -49,6 +49,11 @@ class Config:
     # Help vault: answerable ones scored 0.384-0.807, unanswerable 0.126-0.298; 0.34 sits in the gap.
     answer_min_similarity: float = 0.34
     answer_context_tokens: int = 2000
+    # The only vault folders pai-kb ever writes into (materialised inbox items, saved answers). Saved
+    # answers are not indexed: retrieving yesterday's answers as sources would feed the model itself.
+    clippings_folder: str = "Clippings"
+    transcripts_folder: str = "Transcripts"
+    answers_folder: str = "pai-kb/Answers"
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -74,6 +79,9 @@ _TOML_KEYS: dict[str, tuple[str, Any]] = {
     "llm.temperature": ("llm_temperature", float),
     "answer.min_similarity": ("answer_min_similarity", float),
     "answer.context_tokens": ("answer_context_tokens", int),
+    "obsidian.clippings_folder": ("clippings_folder", str),
+    "obsidian.transcripts_folder": ("transcripts_folder", str),
+    "obsidian.answers_folder": ("answers_folder", str),
 }
 _ENV_KEYS = {"PAI_KB_VAULT": "vault", "PAI_KB_INBOX": "inbox", "PAI_KB_INDEX": "index_dir"}
 _ENV_SETTINGS = {"PAI_KB_CHROMA_URL": "chroma_url", "PAI_KB_LLM_BASE_URL": "llm_base_url", "PAI_KB_LLM_MODEL": "llm_model",
@@ -162,6 +170,9 @@ def _validated(config: Config) -> Config:
         raise ConfigError("chunking.overlap_tokens must be between 0 and half of chunking.max_tokens")
     if config.llm_api_key_env.startswith(("sk-", "sk_")) or len(config.llm_api_key_env) > 64:
         raise ConfigError("llm.api_key_env must name an environment variable holding the key, not the key itself")
+    for folder in (config.clippings_folder, config.transcripts_folder, config.answers_folder):
+        if not folder or Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise ConfigError(f"obsidian folder '{folder}' must be a relative path inside the vault")
     if config.embed_batch_size < 1:
         raise ConfigError("embedding.batch_size must be at least 1")
     return config

@@ -18,8 +18,9 @@ from pai_kb.answer import ABSTAIN_TEXT, Answer, check_citations, extractive, mes
 from pai_kb.chunking import CHUNKER_VERSION
 from pai_kb.config import Config
 from pai_kb.embeddings import Embedder, Encoder, SentenceTransformerEmbedder, export_onnx
-from pai_kb.errors import ConfigError, IndexMismatchError
+from pai_kb.errors import ConfigError, IndexMismatchError, SourceError
 from pai_kb.llm import ChatModel, LLMSettings
+from pai_kb.loaders import load_bytes, read_sidecar
 from pai_kb.locking import writer_lock
 from pai_kb.manifest import SCHEMA_VERSION, Filters, Manifest
 from pai_kb.models import Hit
@@ -29,6 +30,7 @@ from pai_kb.search import MODES, Retriever
 from pai_kb.sources import SourceFile, discover
 from pai_kb.store import VectorStore, collection_name
 from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, diff_stats, make_plan
+from pai_kb.writeback import Written, clip_note, safe_name, save_answer, write_versioned
 
 
 log = logging.getLogger("pai_kb")
@@ -97,6 +99,11 @@ class KnowledgeBase:
         return {"vault": self.config.vault, "inbox": self.config.inbox}
 
     @property
+    def exclude(self) -> tuple[str, ...]:
+        """The person's globs, plus saved answers (see Config.answers_folder)."""
+        return (*self.config.exclude, f"{self.config.answers_folder.strip('/')}/*")
+
+    @property
     def fingerprint(self) -> str:
         e, c = self.embedder, self.config
         return (f"{e.model_id}|dim={e.dim}|chunker={CHUNKER_VERSION}|tokens={c.chunk_tokens}|"
@@ -130,7 +137,7 @@ class KnowledgeBase:
             report.repaired += syncer.repair()
         if self.manifest.get_meta("dirty"):
             report.repaired += self._verify_store()
-        disk = discover(self.roots, self.config.exclude)
+        disk = discover(self.roots, self.exclude)
         indexed = self.manifest.file_states()
         diff = diff_stats(disk, indexed)
         data, hashes = syncer.read(disk, diff.new + diff.changed, report)
@@ -226,13 +233,36 @@ class KnowledgeBase:
         vectors = self.store.vectors([h.chunk.id for h in hits])
         return max((sum(a * b for a, b in zip(query, v)) for v in vectors.values()), default=None)
 
+    def materialize(self) -> list[Written]:
+        """Write every indexed inbox clip and transcript as a note in its designated vault folder."""
+        self.check_vault()
+        out = []
+        c = self.config
+        for key, content_hash in self.manifest.inbox_items():
+            path = key.split("/", 1)[1]
+            try:
+                doc = load_bytes((c.inbox / path).read_bytes(), "inbox", path, read_sidecar(c.inbox / path))
+            except (OSError, SourceError) as exc:
+                log.warning("%s: not materialised (%s)", key, exc)
+                continue
+            folder = c.clippings_folder if doc.source_type == "webclip" else c.transcripts_folder
+            text = clip_note(doc, key, content_hash)
+            written, new_hash = write_versioned(c.vault / folder, c.vault, safe_name(doc.title),
+                                                text, self.manifest.materialized(key), key)
+            self.manifest.set_materialized(key, written.path, new_hash)
+            out.append(written)
+        return out
+
+    def save_answer(self, answer: Answer) -> Path:
+        return save_answer(answer, self.config.vault, self.config.answers_folder)
+
     def related(self, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
         self._check_fingerprint()
         return related(self.manifest, self.store, note, k, new_only)
 
     def status(self) -> Status:
         files, chunks = self.manifest.counts()
-        disk: dict[str, SourceFile] = discover(self.roots, self.config.exclude)
+        disk: dict[str, SourceFile] = discover(self.roots, self.exclude)
         last = self.manifest.get_meta("last_sync")
         stored = self.manifest.get_meta("fingerprint")
         return Status(

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files(
     doc_key TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
     content_hash TEXT NOT NULL, title TEXT, source_type TEXT, links TEXT, error TEXT,
-    doc_date TEXT, indexed_at REAL NOT NULL);
+    doc_date TEXT, copy_of TEXT, indexed_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks(
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_key TEXT NOT NULL, ordinal INTEGER NOT NULL,
     title TEXT, heading TEXT, text TEXT, embed_hash TEXT NOT NULL, line_start INTEGER, line_end INTEGER,
@@ -34,10 +34,11 @@ CREATE INDEX IF NOT EXISTS chunks_embed ON chunks(embed_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     title, aliases, heading, text, tokenize='porter unicode61 remove_diacritics 2');
 CREATE TABLE IF NOT EXISTS orphans(id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS materialized(source TEXT PRIMARY KEY, note_path TEXT NOT NULL, written_hash TEXT NOT NULL);
 """
 # Part of the index fingerprint: a manifest written with another schema must be rebuilt, not read.
-SCHEMA_VERSION = 2
-_TABLES = ("meta", "files", "chunks", "chunks_fts", "orphans")
+SCHEMA_VERSION = 3
+_TABLES = ("meta", "files", "chunks", "chunks_fts", "orphans", "materialized")
 _CHUNK_COLS = ("id, doc_key, ordinal, title, heading, text, line_start, line_end, tags, aliases, "
                "source_type, url, start_s, end_s")
 # Title and aliases are what a note says it is about: a match there outweighs one in the body.
@@ -52,6 +53,7 @@ class DocInfo:
     links: Sequence[str] = ()
     date: str | None = None  # ISO date the material is from: its own date if it says, else its mtime
     error: str | None = None
+    copy_of: str | None = None  # the inbox item a materialised note was written from
 
 
 @dataclass(frozen=True)
@@ -156,9 +158,9 @@ class Manifest:
         """Replace a file's row and all its chunks; call inside `transaction()`."""
         self.delete_document(db, doc_key)
         db.execute("INSERT INTO files(doc_key, mtime_ns, size, content_hash, title, source_type, links, error, "
-                   "doc_date, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "doc_date, copy_of, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (doc_key, state.mtime_ns, state.size, state.content_hash, info.title, info.source_type,
-                    json.dumps(list(info.links)), info.error, info.date, time.time()))
+                    json.dumps(list(info.links)), info.error, info.date, info.copy_of, time.time()))
         for chunk, embed_hash in zip(chunks, embed_hashes):
             cur = db.execute(
                 "INSERT INTO chunks(id, doc_key, ordinal, title, heading, text, embed_hash, line_start, "
@@ -230,6 +232,31 @@ class Manifest:
         """doc key -> (title, outgoing link targets), for resolving note names and links."""
         rows = self._db.execute("SELECT doc_key, title, links FROM files")
         return {key: (title or "", json.loads(links or "[]")) for key, title, links in rows}
+
+    def copy_groups(self, doc_keys: Sequence[str]) -> dict[str, str]:
+        """doc key -> the key of the material it is a copy of (itself when it is no copy)."""
+        keys = list(dict.fromkeys(doc_keys))
+        groups = {k: k for k in keys}
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            marks = ",".join("?" * len(part))
+            for key, original in self._db.execute(
+                    f"SELECT doc_key, copy_of FROM files WHERE copy_of IS NOT NULL AND doc_key IN ({marks})", part):
+                groups[key] = original
+        return groups
+
+    def inbox_items(self) -> list[tuple[str, str]]:
+        """(doc key, content hash) of inbox clips and transcripts: what can be materialised."""
+        return list(self._db.execute("SELECT doc_key, content_hash FROM files WHERE doc_key LIKE 'inbox/%' "
+                                     "AND error IS NULL AND source_type IN ('webclip', 'transcript') ORDER BY doc_key"))
+
+    def materialized(self, source: str) -> tuple[str, str] | None:
+        row = self._db.execute("SELECT note_path, written_hash FROM materialized WHERE source = ?", (source,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def set_materialized(self, source: str, note_path: str, written_hash: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO materialized VALUES (?, ?, ?)", (source, note_path, written_hash))
 
     def recent(self, limit: int) -> list[dict[str, object]]:
         """Files most recently (re)indexed: what changed in the person's material lately."""

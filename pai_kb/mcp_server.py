@@ -44,7 +44,7 @@ def build(kb: KnowledgeBase) -> MCPServer:
     def get_note(path: str, root: str = "vault") -> dict[str, Any]:
         """The full text of one note or inbox file, by its path relative to the vault (root='vault') or
         the inbox (root='inbox'), as given in search results."""
-        target = _inside(kb.roots[root] if root in kb.roots else kb.config.vault, path, root, kb.config.exclude)
+        target = _inside(kb.roots[root] if root in kb.roots else kb.config.vault, path, root, kb.exclude)
         return {"root": root, "path": path, "text": target.read_text(encoding="utf-8", errors="replace")}
 
     @server.tool()

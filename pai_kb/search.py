@@ -8,7 +8,7 @@ manifest does not know (left by an interrupted run) is never returned.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from pai_kb.embeddings import Encoder
@@ -35,18 +35,23 @@ def overlaps(a: Chunk, b: Chunk) -> bool:
     return a.doc_key == b.doc_key and a.line_start <= b.line_end and b.line_start <= a.line_end
 
 
-def select(ranked: Sequence[tuple[Chunk, float]], k: int, per_note: int | None = None) -> list[Hit]:
-    """Top k, skipping a chunk that overlaps one already taken (overlap windows repeat text) or repeats
-    a taken passage word for word (the same clip saved in the inbox and copied into the vault), and
-    capping chunks per note."""
+def select(ranked: Sequence[tuple[Chunk, float]], k: int, per_note: int | None = None,
+           groups: Mapping[str, str] | None = None) -> list[Hit]:
+    """Top k, skipping a chunk that overlaps one already taken (overlap windows repeat text), repeats a
+    taken passage word for word, or comes from another copy of material already returned (`groups` maps
+    a materialised note to its inbox original), and capping chunks per note."""
     taken: list[Chunk] = []
     texts: set[str] = set()
     hits: list[Hit] = []
     per_doc: dict[str, int] = {}
+    source_of: dict[str, str] = {}  # group -> the one doc that represents it
+    groups = groups or {}
     for chunk, score in ranked:
         text = " ".join(chunk.text.split())
-        if text in texts or any(overlaps(chunk, t) for t in taken):
+        group = groups.get(chunk.doc_key, chunk.doc_key)
+        if text in texts or any(overlaps(chunk, t) for t in taken) or source_of.get(group, chunk.doc_key) != chunk.doc_key:
             continue
+        source_of[group] = chunk.doc_key
         texts.add(text)
         if per_note is not None and per_doc.get(chunk.doc_key, 0) >= per_note:
             continue
@@ -79,7 +84,8 @@ class Retriever:
                 dense = [i for i, _ in self._dense(query, depth, filters)]
                 ranked = rrf([dense, [i for i, _ in keyword.result()]])
         chunks = self.manifest.get_chunks([i for i, _ in ranked])
-        return select([(chunks[i], s) for i, s in ranked if i in chunks], k, per_note)
+        groups = self.manifest.copy_groups([c.doc_key for c in chunks.values()])
+        return select([(chunks[i], s) for i, s in ranked if i in chunks], k, per_note, groups)
 
     def _dense(self, query: str, depth: int, filters: Filters) -> list[tuple[str, float]]:
         allowed = self.manifest.filtered_ids(filters) if filters.active else None

@@ -124,7 +124,7 @@ def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
 
     @app.get("/notes/{path:path}", dependencies=guard)
     def note(path: str, root: str = Query("vault", pattern="^(vault|inbox)$")) -> dict[str, Any]:
-        target = _inside(kb.roots[root], path, root, kb.config.exclude)
+        target = _inside(kb.roots[root], path, root, kb.exclude)
         stat = target.stat()
         return {"root": root, "path": path, "size": stat.st_size, "mtime": stat.st_mtime,
                 "text": target.read_text(encoding="utf-8", errors="replace")}

@@ -128,7 +128,9 @@ def _info(work: _Work) -> DocInfo:
     if work.doc is None:
         return DocInfo(work.key.rsplit("/", 1)[-1], date=fallback, error=work.error)
     doc = work.doc
-    return DocInfo(doc.title, doc.source_type, doc.links, document_date(doc.metadata) or fallback, work.error)
+    source = doc.metadata.get("pai-kb-source")
+    copy_of = source if isinstance(source, str) and source.startswith("inbox/") else None
+    return DocInfo(doc.title, doc.source_type, doc.links, document_date(doc.metadata) or fallback, work.error, copy_of)
 
 
 class Syncer:

@@ -110,7 +110,7 @@ class Watcher:
         """Reconcile, then follow events until `stop()`. Holds the index's writer lock throughout."""
         with writer_lock(self.kb.config.index_dir):
             observer = Observer()
-            handler = _Handler(self.kb.roots, self.kb.config.exclude, self.pending)
+            handler = _Handler(self.kb.roots, self.kb.exclude, self.pending)
             for root in self.kb.roots.values():
                 if root.is_dir():
                     observer.schedule(handler, str(root), recursive=True)

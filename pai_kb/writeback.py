@@ -1,0 +1,157 @@
+"""Obsidian write-back: the only code in pai-kb that writes into the vault, and only into its own
+designated folders (`Config.clippings_folder`, `transcripts_folder`, `answers_folder`).
+
+Inbox clips and transcripts become notes (frontmatter, headings, timestamped sections) so they show up in
+Obsidian; the originals stay in the inbox. A note pai-kb wrote is updated on re-ingest only while it is
+exactly what pai-kb wrote; once the person has edited it, a new version is written beside it instead.
+A materialised note names its original (`pai-kb-source`), so search returns one copy of the material.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from pai_kb.answer import Answer
+from pai_kb.errors import PaiKbError
+from pai_kb.models import Document
+from pai_kb.urls import url_at
+
+SOURCE_KEY = "pai-kb-source"
+_UNSAFE = re.compile(r'[\\/:*?"<>|#^\[\]\x00-\x1f]+')
+_SECTION_S = 60  # transcript notes get one timestamped section per minute or so
+
+
+@dataclass(frozen=True)
+class Written:
+    source: str  # inbox key, or the question for a saved answer
+    path: str  # relative to the vault
+    action: str  # created | updated | unchanged | new-version
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def safe_name(title: str, fallback: str = "Untitled") -> str:
+    """A file name Obsidian and every OS accept; no path separators, no leading dots."""
+    name = " ".join(_UNSAFE.sub(" ", title).split()).strip(". ")[:120]
+    return name or fallback
+
+
+def inside(folder: Path, target: Path) -> Path:
+    if not target.resolve().is_relative_to(folder.resolve()):
+        raise PaiKbError(f"refusing to write {target}: outside the designated folder {folder}")
+    return target
+
+
+def clip_note(doc: Document, source_key: str, source_hash: str) -> str:
+    """The markdown note for an inbox item. Deterministic: the same item always gives the same note."""
+    meta: dict[str, Any] = {"title": doc.title}
+    if doc.url:
+        meta["source"] = doc.url
+    for key in ("author", "published", "site"):
+        if doc.metadata.get(key):
+            meta[key] = doc.metadata[key]
+    meta["tags"] = sorted({*doc.tags, "clippings" if doc.source_type == "webclip" else "transcript"})
+    meta[SOURCE_KEY] = source_key
+    meta["pai-kb-hash"] = source_hash
+    front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip()
+    body = _transcript_body(doc) if doc.source_type == "transcript" else _clip_body(doc)
+    return f"---\n{front}\n---\n\n{body}\n"
+
+
+def _clip_body(doc: Document) -> str:
+    parts = []
+    for block in doc.blocks:
+        parts.append(f"{'#' * max(1, block.level)} {block.text}" if block.kind == "heading" else block.text)
+    return "\n\n".join(parts)
+
+
+def _transcript_body(doc: Document) -> str:
+    sections: list[tuple[float, list[str]]] = []
+    for block in doc.blocks:
+        start = block.start_s or 0.0
+        if not sections or start - sections[-1][0] >= _SECTION_S:
+            sections.append((start, []))
+        sections[-1][1].append(block.text)
+    out = [f"# {doc.title}"]
+    for start, texts in sections:
+        stamp = _stamp(start)
+        link = url_at(doc.url, start) if doc.url else None
+        out.append(f"## [{stamp}]({link})" if link and link != doc.url else f"## {stamp}")
+        out.append(" ".join(texts))
+    return "\n\n".join(out)
+
+
+def _stamp(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def write_versioned(folder: Path, vault: Path, name: str, text: str, previous: tuple[str, str] | None,
+                    source: str) -> tuple[Written, str]:
+    """Write `text` as `name` in `folder`, respecting edits: returns what was done and the written hash."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = inside(folder, vault / previous[0]) if previous else inside(folder, folder / f"{name}.md")
+    new_hash = digest(text)
+    if target.exists():
+        current = digest(target.read_text(encoding="utf-8", errors="replace"))
+        ours = previous is not None and current == previous[1]
+        if ours and current == new_hash:
+            return Written(source, _rel(vault, target), "unchanged"), new_hash
+        if not ours:
+            target = _free_name(folder, name)
+            target.write_text(text, encoding="utf-8")
+            return Written(source, _rel(vault, target), "new-version"), new_hash
+        target.write_text(text, encoding="utf-8")
+        return Written(source, _rel(vault, target), "updated"), new_hash
+    target.write_text(text, encoding="utf-8")
+    return Written(source, _rel(vault, target), "created"), new_hash
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    n = 2
+    while (candidate := folder / f"{name} ({n}).md").exists():
+        n += 1
+    return inside(folder, candidate)
+
+
+def _rel(vault: Path, target: Path) -> str:
+    return target.resolve().relative_to(vault.resolve()).as_posix()
+
+
+def answer_note(answer: Answer, vault_name: str | None = None) -> str:
+    """A saved answer: the question, the answer with its [n] markers, and the sources as wikilinks."""
+    meta = {"question": answer.question, "date": dt.date.today().isoformat(), "model": answer.model or "extractive",
+            "grounded": answer.grounded, "tags": ["pai-kb/answer"]}
+    front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip()
+    shown = [s for s in answer.sources if s.n in answer.cited] if answer.cited else answer.sources
+    lines = [f"# {answer.question}", "", answer.text, "", "## Sources", ""]
+    for s in shown:
+        c = s.first
+        if c.root == "vault":
+            section = c.heading.split(" > ")[-1] if " > " in c.heading else ""
+            target = str(PurePosixPath(c.path).with_suffix("")) + (f"#{section}" if section else "")
+            lines.append(f"{s.n}. [[{target}]] (lines {s.line_start}-{s.line_end})")
+        else:
+            where = f"[{c.title}]({c.url})" if c.url else f"`{c.root}/{c.path}`"
+            lines.append(f"{s.n}. {where}" + (f" @ {_stamp(c.start_s)}" if c.start_s is not None else ""))
+    return f"---\n{front}\n---\n\n" + "\n".join(lines) + "\n"
+
+
+def save_answer(answer: Answer, vault: Path, folder: str) -> Path:
+    target_dir = vault / folder
+    target_dir.mkdir(parents=True, exist_ok=True)
+    name = safe_name(f"{dt.date.today().isoformat()} {answer.question}")
+    target = inside(target_dir, target_dir / f"{name}.md")
+    if target.exists():
+        target = _free_name(target_dir, name)
+    target.write_text(answer_note(answer), encoding="utf-8")
+    return target
