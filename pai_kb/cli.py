@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from typing import Any
 import click
 
 from pai_kb import render
+from pai_kb.client import remote_search
 from pai_kb.config import load_config
 from pai_kb.errors import PaiKbError
 from pai_kb.kb import KnowledgeBase
@@ -113,14 +115,28 @@ def _filters(types: tuple[str, ...], tags: tuple[str, ...], path_glob: str | Non
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
 @click.option("--per-note", type=click.IntRange(1), help="At most this many passages per note.")
 @filter_options
+@click.option("--local", is_flag=True, help="Search in this process even when a pai-kb server is running.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
-def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, as_json: bool,
+def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, local: bool, as_json: bool,
            **filter_args: Any) -> None:
-    """Find the passages that answer QUERY."""
+    """Find the passages that answer QUERY.
+
+    When `pai-kb serve` (or `watch --serve`) runs on the same index, the search is sent to it (much
+    faster than loading the model); --local or server.use = false in pai-kb.toml turns that off."""
     if not query.strip():
         raise click.UsageError("QUERY is empty; say what to look for")
     filters = _filters(**filter_args)
+    config = load_config(lazy.flags)
+    if config.use_server and not local:
+        params = {"q": query, "k": k, "mode": mode, "per_note": per_note, "type": list(filters.types),
+                  "tag": list(filters.tags), "path": filters.path, "since": filters.since}
+        payload = remote_search(config.index_dir, params, os.environ.get("PAI_KB_TOKEN") or None)
+        if payload is not None:
+            hits = render.hits_from_json(payload)
+            click.echo(json.dumps(payload, ensure_ascii=False) if as_json
+                       else render.search_text(hits, config.vault.name, links=sys.stdout.isatty()))
+            return
     with lazy.kb() as kb:
         hits = kb.search(query, k=k, mode=mode, per_note=per_note, filters=filters)
         vault = kb.config.vault.name
@@ -163,8 +179,6 @@ def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, save: bool, as_json: b
 def materialize(lazy: _Lazy, as_json: bool) -> None:
     """Write indexed inbox clips and transcripts as notes in the vault's Clippings/ and Transcripts/
     folders. A note you have edited is never overwritten: a new version is written beside it."""
-    import json
-
     with lazy.kb() as kb:
         written = kb.materialize()
     if as_json:
@@ -212,8 +226,6 @@ def eval_(lazy: _Lazy, corpus: Path, queries: Path, qrels: Path, modes: tuple[st
 @click.pass_obj
 def status(lazy: _Lazy, as_json: bool) -> None:
     """What the index holds and what on disk it does not reflect yet."""
-    import json
-
     with lazy.kb() as kb:
         st = kb.status()
     click.echo(json.dumps(render.status_dict(st)) if as_json else render.status_text(st))

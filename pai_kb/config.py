@@ -54,6 +54,8 @@ class Config:
     clippings_folder: str = "Clippings"
     transcripts_folder: str = "Transcripts"
     answers_folder: str = "pai-kb/Answers"
+    # `search` hands the query to a running `pai-kb serve` for the same index when there is one.
+    use_server: bool = True
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -82,6 +84,7 @@ _TOML_KEYS: dict[str, tuple[str, Any]] = {
     "obsidian.clippings_folder": ("clippings_folder", str),
     "obsidian.transcripts_folder": ("transcripts_folder", str),
     "obsidian.answers_folder": ("answers_folder", str),
+    "server.use": ("use_server", bool),
 }
 _ENV_KEYS = {"PAI_KB_VAULT": "vault", "PAI_KB_INBOX": "inbox", "PAI_KB_INDEX": "index_dir"}
 _ENV_SETTINGS = {"PAI_KB_CHROMA_URL": "chroma_url", "PAI_KB_LLM_BASE_URL": "llm_base_url", "PAI_KB_LLM_MODEL": "llm_model",

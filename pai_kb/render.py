@@ -46,6 +46,18 @@ def search_json(query: str, hits: Sequence[Hit], vault: str | None = None, **ech
     return json.dumps({"query": query, **echo, "results": [hit_dict(h, vault) for h in hits]}, ensure_ascii=False)
 
 
+def hits_from_json(payload: dict[str, Any]) -> list[Hit]:
+    """Results as a server returned them, back into hits, so remote and local searches print alike."""
+    hits = []
+    for r in payload.get("results", []):
+        chunk = Chunk(id=r["chunk_id"], doc_key=f"{r['root']}/{r['path']}", ordinal=0, title=r["title"],
+                      heading=r["heading"], text=r["text"], embed_text="", line_start=r["line_start"],
+                      line_end=r["line_end"], tags=tuple(r["tags"]), source_type=r["source_type"], url=r["url"],
+                      start_s=r["start_s"], end_s=r["end_s"])
+        hits.append(Hit(chunk=chunk, score=r["score"], rank=r["rank"]))
+    return hits
+
+
 def search_text(hits: Sequence[Hit], vault: str | None = None, links: bool = False) -> str:
     if not hits:
         return "No results."

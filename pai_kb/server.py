@@ -10,6 +10,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from pai_kb import render
+from pai_kb.client import advertised
 from pai_kb.errors import ConfigError, PaiKbError
 from pai_kb.kb import KnowledgeBase
 from pai_kb.manifest import Filters
@@ -183,4 +186,11 @@ def serve(kb: KnowledgeBase, host: str, port: int, token: str | None) -> None:
 
     if not is_loopback(host) and not token:
         raise ConfigError(f"refusing to serve on {host} without a token: set PAI_KB_TOKEN, or bind to 127.0.0.1")
-    uvicorn.run(create_app(kb, token), host=host, port=port, log_level="warning")
+    kb.check_vault()
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") or is_loopback(host) else host
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through SystemExit instead lets
+        # the server record be removed on the way out.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with advertised(kb.config.index_dir, f"http://{local}:{port}"):
+        uvicorn.run(create_app(kb, token), host=host, port=port, log_level="warning")

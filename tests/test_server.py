@@ -187,3 +187,48 @@ def test_mcp_over_stdio(kb):
     assert results["related_notes"].structured_content["results"][0]["path"] == "Coffee/Espresso dialing in.md"
     assert len(results["recent_changes"].structured_content["files"]) == 5
     assert results["get_note_bad"].is_error
+
+
+def test_cli_search_uses_a_running_server(kb, tmp_path):
+    import subprocess
+    c = kb.config
+    base = ["--vault", str(c.vault), "--inbox", str(c.inbox), "--index", str(c.index_dir)]
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pai_kb", *base, "serve", "--port", str(port)],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        record = c.index_dir / "server.json"
+        deadline = time.monotonic() + 60
+        while not (record.exists() and httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+                   if record.exists() else False):
+            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
+            time.sleep(0.2)
+        script = ("import json, sys\nfrom pai_kb.cli import main\n"
+                  "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+                  "print(json.dumps({'chromadb': 'chromadb' in sys.modules, 'onnx': 'onnxruntime' in sys.modules}))")
+        out = subprocess.run([sys.executable, "-c", script, *base, "search", "what does the IoT VLAN allow?",
+                              "--json", "-k", "2"], capture_output=True, text=True, timeout=60)
+        lines = out.stdout.strip().splitlines()
+        assert json.loads(lines[0])["results"][0]["path"] == "Homelab/Home network.md"
+        assert json.loads(lines[1]) == {"chromadb": False, "onnx": False}  # answered by the server
+        local = subprocess.run([sys.executable, "-c", script, *base, "search", "what does the IoT VLAN allow?",
+                                "--json", "-k", "2", "--local"], capture_output=True, text=True, timeout=60)
+        assert json.loads(local.stdout.strip().splitlines()[1])["chromadb"] is True
+        assert json.loads(local.stdout.strip().splitlines()[0])["results"] == json.loads(lines[0])["results"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert not (c.index_dir / "server.json").exists()  # removed on shutdown
+
+
+def test_stale_server_record_falls_back_to_local(kb):
+    from click.testing import CliRunner
+    from pai_kb.cli import main
+    c = kb.config
+    (c.index_dir / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": 999_999_999}))
+    try:
+        out = CliRunner().invoke(main, ["--vault", str(c.vault), "--inbox", str(c.inbox), "--index", str(c.index_dir),
+                                        "search", "restic password", "--json", "-k", "1"])
+        assert out.exit_code == 0 and json.loads(out.stdout)["results"][0]["path"] == "Homelab/Backups.md"
+    finally:
+        (c.index_dir / "server.json").unlink()
