@@ -34,15 +34,50 @@ def main(runs: int = 5) -> list[str]:
         base = [*PAI, "--vault", str(DATA / "obsidian-help" / "en"), "--inbox", str(Path(tmp) / "none"),
                 "--index", str(index)]
         run_process([*base, "index"])
-        times = {name: [] for name in ("hybrid", "keyword", "baseline")}
+        times = {name: [] for name in ("hybrid", "keyword", "baseline", "served")}
         for _ in range(runs):
-            times["hybrid"].append(run_process([*base, "search", QUERY]))
-            times["keyword"].append(run_process([*base, "search", QUERY, "--mode", "keyword"]))
+            times["hybrid"].append(run_process([*base, "search", QUERY, "--local"]))
+            times["keyword"].append(run_process([*base, "search", QUERY, "--mode", "keyword", "--local"]))
             times["baseline"].append(run_process([sys.executable, "-c", BASELINE, str(index / "chroma"), QUERY]))
+        server_side = served(base, index, times["served"], runs)
     med = {k: statistics.median(v) for k, v in times.items()}
     return [row("cold search, hybrid, whole process, s", med["hybrid"], "s", med["baseline"], "≤ 1.0 s"),
             row("cold search, keyword, whole process, s", med["keyword"], "s", med["baseline"]),
-            row("  baseline: sentence-transformers + chromadb script, s", med["baseline"], "s")]
+            row("  baseline: sentence-transformers + chromadb script, s", med["baseline"], "s"),
+            row("search with pai-kb serve running, whole process, s", med["served"], "s", med["baseline"], "≤ 0.15 s"),
+            row("  server-side search over HTTP, p50, ms", server_side, "ms")]
+
+
+def served(base: list[str], index: Path, times: list[float], runs: int) -> float:
+    """Start `pai-kb serve`, time whole-process CLI searches through it, and the HTTP search itself."""
+    import json
+    import subprocess
+    import time
+    import urllib.parse
+    import urllib.request
+
+    server = subprocess.Popen([*base, "serve", "--port", "8799"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (index / "server.json").exists():
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("pai-kb serve did not start")
+            time.sleep(0.2)
+        url = json.loads((index / "server.json").read_text())["url"]
+        query = urllib.parse.urlencode({"q": QUERY, "k": 10})
+        for _ in range(3):
+            run_process([*base, "search", QUERY])  # warm the server
+        for _ in range(runs * 2):
+            times.append(run_process([*base, "search", QUERY]))
+        latencies = []
+        for _ in range(50):
+            start = time.perf_counter()
+            urllib.request.urlopen(f"{url}/search?{query}").read()
+            latencies.append((time.perf_counter() - start) * 1000)
+        return statistics.median(latencies)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 if __name__ == "__main__":
