@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,10 +18,12 @@ from pai_kb import render
 from pai_kb.client import remote_search
 from pai_kb.config import load_config
 from pai_kb.errors import PaiKbError
-from pai_kb.kb import KnowledgeBase
 from pai_kb.manifest import Filters
 from pai_kb.models import SOURCE_TYPES
 from pai_kb.search import MODES
+
+if TYPE_CHECKING:
+    from pai_kb.kb import KnowledgeBase
 
 _MAX_WARNINGS = 20
 
@@ -57,6 +59,8 @@ class _Lazy:
 
     @contextmanager
     def kb(self) -> Iterator[KnowledgeBase]:
+        from pai_kb.kb import KnowledgeBase  # imported late: a search through a server never needs it
+
         kb = KnowledgeBase(load_config(self.flags))
         try:
             yield kb
@@ -66,6 +70,8 @@ class _Lazy:
     @contextmanager
     def eval_index(self) -> Iterator[tuple[Callable[[Path, Path], KnowledgeBase], Path]]:
         """A KnowledgeBase factory over the evaluation corpus, and where its index lives."""
+        from pai_kb.kb import KnowledgeBase
+
         base = load_config(self.flags)
 
         def make(vault: Path, index_dir: Path) -> KnowledgeBase:
@@ -295,6 +301,8 @@ def _serve_in_background(lazy: _Lazy, host: str, port: int) -> None:
     import threading
 
     from pai_kb.server import serve as run_server
+
+    from pai_kb.kb import KnowledgeBase
 
     reader = KnowledgeBase(load_config(lazy.flags))
     token = os.environ.get("PAI_KB_TOKEN") or None

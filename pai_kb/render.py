@@ -10,12 +10,16 @@ from urllib.parse import quote
 from collections.abc import Sequence
 from typing import Any
 
-from pai_kb.answer import Answer, Source
-from pai_kb.evaluation import ModeFigures
-from pai_kb.kb import Status
+from typing import TYPE_CHECKING
+
 from pai_kb.models import Chunk, Hit
-from pai_kb.related import RelatedNote
-from pai_kb.sync import SyncReport
+
+if TYPE_CHECKING:  # types only: a search through a running server must not import the whole library
+    from pai_kb.answer import Answer, Source
+    from pai_kb.evaluation import ModeFigures
+    from pai_kb.kb import Status
+    from pai_kb.related import RelatedNote
+    from pai_kb.sync import SyncReport
 
 _SNIPPET = 240
 

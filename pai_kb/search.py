@@ -91,5 +91,11 @@ class Retriever:
         allowed = self.manifest.filtered_ids(filters) if filters.active else None
         if allowed is not None and not allowed:
             return []
-        vector = self._embedder().embed([query])[0]
-        return self._store().query(vector, depth, ids=allowed)
+        # In a fresh process, importing chromadb (~0.5 s) overlaps loading the query encoder. numpy is
+        # imported first, here: its C extension breaks when two threads import it at the same moment.
+        import numpy  # noqa: F401
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            store = pool.submit(self._store)
+            vector = self._embedder().embed([query])[0]
+            return store.result().query(vector, depth, ids=allowed)
