@@ -12,6 +12,7 @@ import hashlib
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def main(runs: int = 5) -> list[str]:
         flags = {"vault": vault, "inbox": Path(tmp) / "none", "index_dir": Path(tmp) / "ix"}
         kb = KnowledgeBase(load_config(flags, env={}), embedder=SyntheticVectors("all-MiniLM-L6-v2"))
         report = kb.index()
+        search_ms = search_p50(kb)
         kb.close()
         args = [*PAI, "--vault", str(vault), "--inbox", str(flags["inbox"]), "--index", str(flags["index_dir"]), "index"]
         noop = statistics.median(run_process(args) for _ in range(runs))
@@ -54,7 +56,22 @@ def main(runs: int = 5) -> list[str]:
         row(f"no-op re-index obsidian-hub ({files} files), s", noop, "s", floor, "≤ 2 s"),
         row("  files/s", files / noop, "/s", None, "≥ 3,000"),
         row(f"  first index, synthetic vectors ({report.chunks_total} chunks), s", report.seconds, "s"),
+        row(f"in-process hybrid search p50 at {report.chunks_total} chunks, ms", search_ms, "ms", None, "≤ 30 ms"),
     ]
+
+
+def search_p50(kb: KnowledgeBase) -> float:
+    """Hybrid k=10 with the real (ONNX) query encoder, over the hub's real chunk texts (FTS5) and its
+    synthetic vectors (the HNSW graph has the real size; its contents do not change the cost much)."""
+    queries = ["how do I sync my vault across devices", "dataview query examples", "kanban plugin for projects",
+               "zettelkasten note naming", "daily notes template with tasks"] * 10
+    kb.search(queries[0])
+    times = []
+    for query in queries:
+        start = time.perf_counter()
+        kb.search(query, k=10)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":

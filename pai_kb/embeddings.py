@@ -161,7 +161,7 @@ def export_onnx(embedder: SentenceTransformerEmbedder, target: Path) -> float | 
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
-    sample = model.tokenize(list(_PROBES))
+    sample = getattr(model, "preprocess", model.tokenize)(list(_PROBES))
     names = ["input_ids", "attention_mask", "token_type_ids"]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shapes: the export is verified below
