@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(PAI) index
-	$(PAI) search "how long should a pour-over take?" -k 3
+	$(PAI) search "how many grams of coffee and water for a V60" -k 3
 	$(PAI) search "what does the IoT VLAN allow?" -k 2 --json
 	$(PAI) search "review just before you forget" --type transcript -k 1
 	$(PAI) ask "what should I do when my starter has grey liquid on top?" --no-llm
