@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -192,3 +193,31 @@ def test_watch_command_end_to_end(tmp_path, vault):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     assert proc.returncode == 0 and "stopped" in proc.stderr.read()
+
+
+def test_watch_serve_answers_while_following_changes(tmp_path, vault):
+    """`pai-kb watch --serve`: one process that keeps the index in step and answers HTTP searches."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "pai_kb", "--vault", str(vault), "--inbox", str(tmp_path / "none"),
+           "--index", str(tmp_path / "index"), "watch", "--serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def search(q: str) -> list[str]:
+        try:
+            return [r["path"] for r in httpx.get(f"{url}/search", params={"q": q, "mode": "keyword"}).json()["results"]]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return []
+
+    try:
+        wait_for(lambda: "Homelab/Backups.md" in search("restic"), timeout=60)
+        (vault / "served.md").write_text("# Served\n\nThe capybara note.\n")
+        wait_for(lambda: search("capybara") == ["served.md"], timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
