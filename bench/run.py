@@ -12,13 +12,14 @@ import bench_cold  # noqa: E402
 import bench_extract  # noqa: E402
 import bench_index  # noqa: E402
 import bench_noop  # noqa: E402
+import bench_scale  # noqa: E402
 import bench_watch  # noqa: E402
 from common import HEADER  # noqa: E402
 
 
 def main() -> None:
     print(HEADER, flush=True)
-    for bench in (bench_noop, bench_cold, bench_index, bench_watch, bench_extract):
+    for bench in (bench_noop, bench_cold, bench_index, bench_watch, bench_extract, bench_scale):
         for line in bench.main():
             print(line, flush=True)
 
