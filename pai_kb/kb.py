@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -49,6 +49,24 @@ class Status:
     errors: dict[str, str]
 
 
+class _RecentQueries:
+    """Remembers the last few query vectors: `ask` needs the question's vector for retrieval and again
+    for the abstain check, and encoding it twice was half of ask's own CPU time before the model call."""
+
+    def __init__(self, encoder: Encoder, size: int = 8) -> None:
+        self._encoder = encoder
+        self._size = size
+        self._vectors: dict[str, list[float]] = {}
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        for text, vector in zip(missing, self._encoder.embed(missing) if missing else []):
+            self._vectors[text] = vector
+            while len(self._vectors) > self._size:
+                self._vectors.pop(next(iter(self._vectors)))
+        return [self._vectors[t] for t in texts]
+
+
 class KnowledgeBase:
     def __init__(self, config: Config, embedder: Embedder | None = None) -> None:
         self.config = config
@@ -65,6 +83,10 @@ class KnowledgeBase:
         if onnx is not None and onnx.is_file():
             return QueryEncoder(onnx, self.embedder.path / "tokenizer.json", self.embedder.max_tokens + 2)
         return self.embedder
+
+    @cached_property
+    def _queries(self) -> "_RecentQueries":
+        return _RecentQueries(self.query_embedder)
 
     @property
     def _onnx_path(self) -> Path | None:
@@ -200,7 +222,7 @@ class KnowledgeBase:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
         self._check_fingerprint()
-        retriever = Retriever(self.manifest, lambda: self.store, lambda: self.query_embedder)
+        retriever = Retriever(self.manifest, lambda: self.store, lambda: self._queries)
         return retriever.search(query, k, mode, per_note, filters)
 
     def ask(self, question: str, k: int = 8, filters: Filters = Filters(), use_llm: bool = True,
@@ -229,7 +251,7 @@ class KnowledgeBase:
     def _best_similarity(self, question: str, hits: list[Hit]) -> float | None:
         if not hits:
             return None
-        query = self.query_embedder.embed([question])[0]
+        query = self._queries.embed([question])[0]
         vectors = self.store.vectors([h.chunk.id for h in hits])
         return max((sum(a * b for a, b in zip(query, v)) for v in vectors.values()), default=None)
 

@@ -187,3 +187,21 @@ def test_cli_no_llm_is_extractive(sample, llm):
 def test_cli_abstain_text(sample):
     out = cli(sample, "ask", "who painted the Mona Lisa?").stdout
     assert out.startswith("Your notes don't hold anything on this.") and "Closest passages:" in out
+
+
+def test_ask_encodes_the_question_once(sample, llm):
+    from pai_kb.kb import KnowledgeBase
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, []
+
+        def embed(self, texts):
+            self.calls.extend(texts)
+            return self.inner.embed(texts)
+
+    kb = KnowledgeBase(sample.config, embedder=sample.embedder)
+    counting = Counting(kb.query_embedder)
+    kb.__dict__["query_embedder"] = counting
+    kb.ask("how long should a pour-over brew take?", use_llm=False)
+    assert counting.calls == ["how long should a pour-over brew take?"]
