@@ -30,8 +30,7 @@ def main(runs: int = 2) -> list[str]:
             config = load_config({"vault": vault, "inbox": Path(tmp) / "none", "index_dir": Path(tmp) / "ix"}, env={})
             kb = KnowledgeBase(config, embedder=embedder)
             pipeline.append(timed(kb.index))
-            rows = kb.manifest._db.execute("SELECT heading, text FROM chunks").fetchall()
-            texts = [f"{h}\n{t}" for h, t in rows]
+            texts = [f"{c.heading}\n{c.text}" for c in kb.manifest.all_chunks()]
             chunks = len(texts)
             model_only.append(timed(lambda: embedder.embed(texts)))
             kb.close()

@@ -1,5 +1,7 @@
-"""Grounded answers: retrieve, pack numbered sources into a budget, ask the model to answer only from
-them with `[n]` citations, then check every citation.
+"""Grounded answers, the whole flow in one place and downhill: retrieve → decide → pack → generate →
+check. `Answerer.ask` retrieves (each hit carries its dense similarity, so the question is encoded once),
+decides whether the notes cover the question at all, packs numbered sources into a budget, asks the
+model to answer only from them with `[n]` citations, then checks every citation.
 
 Retrieved text is data, never instructions: each source sits between `<source>` tags whose closing tag
 is escaped inside the text, and the system prompt says that anything inside a source is material to
@@ -13,7 +15,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pai_kb.models import Chunk, Hit
+from pai_kb.llm import ChatModel
+from pai_kb.models import Chunk, Filters, Hit
+from pai_kb.search import Retriever
 
 SYSTEM_PROMPT = """You answer questions using only the numbered sources provided, which come from the \
 user's own notes, web clips and transcripts.
@@ -63,6 +67,48 @@ class Answer:
     @property
     def grounded(self) -> bool:
         return self.extractive or bool(self.cited)
+
+    @property
+    def shown(self) -> list[Source]:
+        """The sources a person is shown: the ones cited, or all when nothing was cited."""
+        return [s for s in self.sources if s.n in self.cited] if self.cited else self.sources
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    min_similarity: float  # see Config.answer_min_similarity for its calibration
+    context_tokens: int
+
+
+class Answerer:
+    def __init__(self, retriever: Retriever, settings: AnswerSettings,
+                 count_tokens: Callable[[Sequence[str]], list[int]], model: ChatModel | None) -> None:
+        self.retriever = retriever
+        self.settings = settings
+        self.count_tokens = count_tokens
+        self.model = model
+
+    def ask(self, question: str, k: int = 8, filters: Filters = Filters(), use_llm: bool = True,
+            on_token: Callable[[str], None] | None = None) -> Answer:
+        """Abstain when nothing is relevant enough, else answer from the sources: with the model when
+        one is configured and wanted, extractively otherwise."""
+        hits = self.retriever.search(question, k=k, mode="hybrid", filters=filters)
+        best = max((h.similarity for h in hits if h.similarity is not None), default=None)
+        sources = pack(hits, self.settings.context_tokens, self.count_tokens)
+        if best is None or best < self.settings.min_similarity:
+            return Answer(question, ABSTAIN_TEXT, sources[:3], abstained=True, best_similarity=best)
+        if not use_llm or self.model is None:
+            result = extractive(question, sources, NO_LLM_ASKED if not use_llm else NO_LLM_CONFIGURED)
+            result.best_similarity = best
+            return result
+        parts = []
+        for token in self.model.stream(messages(question, sources)):
+            parts.append(token)
+            if on_token:
+                on_token(token)
+        text, cited, invalid = check_citations("".join(parts), len(sources))
+        return Answer(question, text, sources, cited, invalid, model=self.model.settings.model,
+                      best_similarity=best)
 
 
 def pack(hits: Sequence[Hit], budget: int, count_tokens: Callable[[Sequence[str]], list[int]]) -> list[Source]:
@@ -143,9 +189,14 @@ def check_citations(text: str, count: int) -> tuple[str, list[int], list[int]]:
 EXTRACTIVE_PASSAGES = 3
 
 
-def extractive(question: str, sources: list[Source]) -> Answer:
+NO_LLM_ASKED = "You asked for no language model (--no-llm), so here are the best passages from your notes:"
+NO_LLM_CONFIGURED = ("No language model is configured (set llm.base_url in pai-kb.toml or PAI_KB_LLM_BASE_URL; "
+                     "see the README), so here are the best passages from your notes:")
+
+
+def extractive(question: str, sources: list[Source], intro: str = NO_LLM_CONFIGURED) -> Answer:
     sources = sources[:EXTRACTIVE_PASSAGES]
-    lines = ["No language model is configured, so here are the best passages from your notes:"]
+    lines = [intro]
     for s in sources:
         lines.append(f"[{s.n}] {s.first.heading}\n{s.text}")
     return Answer(question, "\n\n".join(lines), sources, cited=[s.n for s in sources], extractive=True)

@@ -18,7 +18,8 @@ from pai_kb.models import Block, Chunk, Document
 from pai_kb.urls import url_at
 
 # Bump when chunk boundaries or texts change: the index fingerprint includes it, forcing a rebuild.
-CHUNKER_VERSION = 1
+# 2: tiny sections merge into a neighbour.
+CHUNKER_VERSION = 2
 # Prefixes longer than this are cut: a deep heading path must not crowd out the passage itself.
 MAX_HEADER_TOKENS = 48
 
@@ -31,6 +32,10 @@ _BREAKS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
+# A section with fewer body word-pieces than this (a one-line intro before the first `##`, a lone
+# "See also" link) joins a neighbour: alone, its vector is mostly the note's title, so it ranked high
+# for any query about the note while saying nothing.
+MERGE_BELOW_TOKENS = 30
 
 
 @dataclass(frozen=True)
@@ -44,18 +49,18 @@ class _Piece:
 
 
 def chunk_document(doc: Document, count_tokens: TokenCounter, max_tokens: int, overlap: int,
-                   model_limit: int) -> list[Chunk]:
+                   model_limit: int, merge_below: int = MERGE_BELOW_TOKENS) -> list[Chunk]:
     """`max_tokens` is the body budget; `model_limit` the word-pieces the model reads in all (prefix
     included), so the prefix shrinks the body budget when needed rather than being truncated away."""
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
-    sections = list(_sections(doc))
-    block_tokens = iter(count_tokens([b.text for _, blocks in sections for b in blocks]))
+    raw = list(_sections(doc))
+    block_tokens = iter(count_tokens([b.text for _, blocks in raw for b in blocks]))
+    sections = merge_tiny([(heading, [(b, next(block_tokens)) for b in blocks]) for heading, blocks in raw], merge_below)
     header_tokens = count_tokens([heading for heading, _ in sections])
-    for (heading, blocks), tokens in zip(sections, header_tokens):
+    for (heading, counted), tokens in zip(sections, header_tokens):
         header = _header(heading, tokens, count_tokens)
         budget = max(16, min(max_tokens, model_limit - min(tokens, MAX_HEADER_TOKENS) - 1))
-        counted = [(b, next(block_tokens)) for b in blocks]
         for pieces in _pack(_pieces(counted, count_tokens, budget), budget, overlap):
             body = "\n\n".join(p.text for p in pieces)
             key = f"{heading}\0{body}"
@@ -79,6 +84,30 @@ def _sections(doc: Document) -> Iterable[tuple[str, list[Block]]]:
             current.append(block)
     if current:
         yield _heading_path(doc.title, stack), current
+
+
+Counted = list[tuple[Block, int]]
+
+
+def merge_tiny(sections: list[tuple[str, Counted]], below: int = MERGE_BELOW_TOKENS) -> list[tuple[str, Counted]]:
+    """Join each section under `below` tokens to a neighbour, in reading order so line ranges stay
+    contiguous: forward into the next section when that one is nested under it (an intro before its
+    subsections), else back into the previous one, else forward. The joined section keeps the heading
+    of the section it joined."""
+    out: list[tuple[str, Counted]] = []
+    carry: Counted = []  # tiny sections waiting to join the next one
+    for i, (heading, blocks) in enumerate(sections):
+        blocks = carry + blocks
+        carry = []
+        tiny = sum(t for _, t in blocks) < below
+        following = sections[i + 1][0] if i + 1 < len(sections) else None
+        if tiny and following is not None and (following.startswith(heading + " > ") or not out):
+            carry = blocks
+        elif tiny and out:
+            out[-1] = (out[-1][0], out[-1][1] + blocks)
+        else:
+            out.append((heading, blocks))
+    return out
 
 
 def _heading_path(title: str, stack: list[tuple[int, str]]) -> str:

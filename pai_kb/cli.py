@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,33 +16,50 @@ import click
 
 from pai_kb import render
 from pai_kb.client import remote_search
-from pai_kb.config import load_config
-from pai_kb.errors import PaiKbError
-from pai_kb.manifest import Filters
-from pai_kb.models import SOURCE_TYPES
+from pai_kb.config import Config, load_config
+from pai_kb.errors import BadSetting, InvalidRequest, PaiKbError
+from pai_kb.models import SOURCE_TYPES, Filters
 from pai_kb.search import MODES
 
 if TYPE_CHECKING:
     from pai_kb.kb import KnowledgeBase
 
 _MAX_WARNINGS = 20
+# Without a terminal, long runs print a progress line at most this often: enough for a log, not a flood.
+_PLAIN_PROGRESS_S = 30.0
 
 
 class _Group(click.Group):
-    """Every library error becomes one line on stderr and exit 1, in one place."""
+    """Every library error becomes one line on stderr, in one place: exit 2 for a bad setting or
+    request (usage), 1 for everything else."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except (BadSetting, InvalidRequest) as exc:
+            raise click.UsageError(str(exc)) from exc
         except PaiKbError as exc:
             raise click.ClickException(str(exc)) from exc
 
 
+def root_options(fn: Callable) -> Callable:
+    """--vault/--inbox/--index/--config, accepted before the command and after it alike."""
+    for option in reversed((
+        click.option("--vault", type=click.Path(path_type=Path), help="Obsidian vault folder [./vault]."),
+        click.option("--inbox", type=click.Path(path_type=Path), help="Drop folder for clips and transcripts."),
+        click.option("--index", "index_dir", type=click.Path(path_type=Path),
+                     help="Index folder [the vault's own setting, else one in your user data folder]."),
+        click.option("--config", "config_file", type=click.Path(path_type=Path), help="pai-kb.toml to use."),
+    )):
+        fn = option(fn)
+    return fn
+
+
+_ROOT_KEYS = ("vault", "inbox", "index_dir", "config_file")
+
+
 @click.group(cls=_Group)
-@click.option("--vault", type=click.Path(path_type=Path), help="Obsidian vault folder [./vault].")
-@click.option("--inbox", type=click.Path(path_type=Path), help="Drop folder for clips and transcripts [./ingest].")
-@click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [./index].")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="pai-kb.toml to use.")
+@root_options
 @click.version_option(package_name="pai-kb")
 @click.pass_context
 def main(ctx: click.Context, **flags: object) -> None:
@@ -57,11 +74,22 @@ class _Lazy:
     def __init__(self, flags: dict) -> None:
         self.flags = flags
 
+    def given(self, args: dict[str, Any]) -> "_Lazy":
+        """Root options given after the command win over the same ones given before it."""
+        for key in _ROOT_KEYS:
+            value = args.pop(key, None)
+            if value is not None:
+                self.flags[key] = value
+        return self
+
+    def config(self) -> Config:
+        return load_config(self.flags)
+
     @contextmanager
     def kb(self) -> Iterator[KnowledgeBase]:
         from pai_kb.kb import KnowledgeBase  # imported late: a search through a server never needs it
 
-        kb = KnowledgeBase(load_config(self.flags))
+        kb = KnowledgeBase(self.config())
         try:
             yield kb
         finally:
@@ -72,11 +100,10 @@ class _Lazy:
         """A KnowledgeBase factory over the evaluation corpus, and where its index lives."""
         from pai_kb.kb import KnowledgeBase
 
-        base = load_config(self.flags)
+        base = load_config({k: v for k, v in self.flags.items() if k != "vault"})
 
         def make(vault: Path, index_dir: Path) -> KnowledgeBase:
-            return KnowledgeBase(base.replace(vault=vault, inbox=index_dir / "no-inbox", index_dir=index_dir,
-                                              exclude=()))
+            return KnowledgeBase(base.replace(vault=vault, inbox=None, index_dir=index_dir, exclude=()))
 
         if self.flags.get("index_dir"):
             yield make, base.index_dir
@@ -85,16 +112,15 @@ class _Lazy:
             yield make, Path(tmp)
 
 
-@main.command()
-@click.option("--rebuild", is_flag=True, help="Drop the index and build it again (after changing model or chunking).")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.pass_obj
-def index(lazy: _Lazy, rebuild: bool, as_json: bool) -> None:
-    """Bring the index up to date with the vault and the inbox."""
-    with lazy.kb() as kb, _progress("Indexing") as progress:
-        report = kb.index(rebuild=rebuild, progress=progress)
-    _warn(report.warnings)
-    click.echo(render.report_json(report) if as_json else render.report_text(report))
+def command(*args: Any, **kwargs: Any) -> Callable:
+    """A subcommand that takes the root options too, and receives the `_Lazy` with them applied."""
+    def decorate(fn: Callable) -> Callable:
+        def run(lazy: _Lazy, **params: Any) -> Any:
+            return fn(lazy.given(params), **params)
+        run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+        run.__click_params__ = list(getattr(fn, "__click_params__", []))  # type: ignore[attr-defined]
+        return main.command(*args, **kwargs)(root_options(click.pass_obj(run)))
+    return decorate
 
 
 def filter_options(fn: Callable) -> Callable:
@@ -112,10 +138,23 @@ def filter_options(fn: Callable) -> Callable:
 
 def _filters(types: tuple[str, ...], tags: tuple[str, ...], path_glob: str | None,
              since: dt.datetime | None) -> Filters:
-    return Filters(types=types, tags=tags, path=path_glob, since=since.date().isoformat() if since else None)
+    return Filters.of(types, tags, path_glob, since.date().isoformat() if since else None)
 
 
-@main.command()
+@command()
+@click.option("--rebuild", is_flag=True, help="Drop the index and build it again (after changing model or chunking).")
+@click.option("--allow-removal", is_flag=True,
+              help="Remove files from the index even when most of them, or a whole folder, are gone.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def index(lazy: _Lazy, rebuild: bool, allow_removal: bool, as_json: bool) -> None:
+    """Bring the index up to date with the vault and the inbox."""
+    with lazy.kb() as kb, _progress("Indexing") as progress:
+        report = kb.index(rebuild=rebuild, progress=progress, allow_removal=allow_removal)
+    _warn(report.warnings)
+    click.echo(render.dumps(render.report_dict(report)) if as_json else render.report_text(report))
+
+
+@command()
 @click.argument("query")
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 200), help="Results to return.")
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
@@ -123,7 +162,6 @@ def _filters(types: tuple[str, ...], tags: tuple[str, ...], path_glob: str | Non
 @filter_options
 @click.option("--local", is_flag=True, help="Search in this process even when a pai-kb server is running.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.pass_obj
 def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, local: bool, as_json: bool,
            **filter_args: Any) -> None:
     """Find the passages that answer QUERY.
@@ -133,34 +171,31 @@ def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, loc
     if not query.strip():
         raise click.UsageError("QUERY is empty; say what to look for")
     filters = _filters(**filter_args)
-    config = load_config(lazy.flags)
-    if config.use_server and not local:
+    config = lazy.config()
+    if config.use_server and not local and config.vault.is_dir():
         params = {"q": query, "k": k, "mode": mode, "per_note": per_note, "type": list(filters.types),
                   "tag": list(filters.tags), "path": filters.path, "since": filters.since}
-        payload = remote_search(config.index_dir, params, os.environ.get("PAI_KB_TOKEN") or None)
+        payload = remote_search(config.index_dir, params, config.token)
         if payload is not None:
-            hits = render.hits_from_json(payload)
-            click.echo(json.dumps(payload, ensure_ascii=False) if as_json
-                       else render.search_text(hits, config.vault.name, links=sys.stdout.isatty()))
+            click.echo(render.dumps(payload) if as_json else
+                       render.search_text(render.hits_from_json(payload), config.vault.name, links=sys.stdout.isatty()))
             return
     with lazy.kb() as kb:
         hits = kb.search(query, k=k, mode=mode, per_note=per_note, filters=filters)
-        vault = kb.config.vault.name
     if as_json:
-        click.echo(render.search_json(query, hits, vault=vault, mode=mode, k=k, per_note=per_note,
-                                      filters=vars(filters)))
+        click.echo(render.dumps(render.search_dict(query, hits, vault=config.vault.name, mode=mode, k=k,
+                                                   per_note=per_note, filters=vars(filters))))
     else:
-        click.echo(render.search_text(hits, vault, links=sys.stdout.isatty()))
+        click.echo(render.search_text(hits, config.vault.name, links=sys.stdout.isatty()))
 
 
-@main.command()
+@command()
 @click.argument("question")
 @click.option("-k", "k", default=8, show_default=True, type=click.IntRange(1, 50), help="Passages to retrieve.")
 @click.option("--no-llm", is_flag=True, help="Answer with the best passages instead of calling the model.")
 @click.option("--save", is_flag=True, help="Also write the answer as a note in the vault's answers folder.")
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (no streaming).")
-@click.pass_obj
 def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, save: bool, as_json: bool, **filter_args: Any) -> None:
     """Answer QUESTION from your notes, citing them, or say that they do not cover it."""
     if not question.strip():
@@ -171,42 +206,54 @@ def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, save: bool, as_json: b
         vault = kb.config.vault.name
         saved = kb.save_answer(answer) if save else None
     if as_json:
-        click.echo(render.answer_json(answer, vault))
+        click.echo(render.dumps(render.answer_dict(answer, vault)))
     else:
         click.echo(render.answer_text(answer, streamed=stream is not None and answer.model is not None,
                                       vault=vault, links=sys.stdout.isatty()))
     if saved:
         click.echo(f"saved to {saved}", err=True)
+    elif save:
+        click.echo("not saved: your notes do not cover this, so there is no answer to keep", err=True)
 
 
-@main.command()
+@command()
+@click.argument("note")
+@click.option("--root", type=click.Choice(["vault", "inbox"]),
+              help="NOTE is a path under this root (default: look NOTE up by path or title in the index).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.pass_obj
+def get(lazy: _Lazy, note: str, root: str | None, as_json: bool) -> None:
+    """Print NOTE (a path or a title), or some of its lines: NOTE:12 or NOTE:12-30."""
+    with lazy.kb() as kb:
+        found = kb.note(note, root=root)
+    click.echo(render.dumps(render.note_dict(found)) if as_json else found.text)
+
+
+@command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def materialize(lazy: _Lazy, as_json: bool) -> None:
     """Write indexed inbox clips and transcripts as notes in the vault's Clippings/ and Transcripts/
     folders. A note you have edited is never overwritten: a new version is written beside it."""
     with lazy.kb() as kb:
         written = kb.materialize()
     if as_json:
-        click.echo(json.dumps({"notes": [vars(w) for w in written]}))
+        click.echo(render.dumps({"notes": [vars(w) for w in written]}))
     else:
         click.echo("\n".join(f"{w.action:<12} {w.path}  (from {w.source})" for w in written) or "Nothing to write.")
 
 
-@main.command()
+@command()
 @click.argument("note")
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 100), help="Notes to return.")
 @click.option("--new-only", is_flag=True, help="Leave out notes NOTE already links to.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.pass_obj
 def related(lazy: _Lazy, note: str, k: int, new_only: bool, as_json: bool) -> None:
     """Notes most related to NOTE (a path relative to the vault, or a note title)."""
     with lazy.kb() as kb:
         notes = kb.related(note, k=k, new_only=new_only)
-    click.echo(render.related_json(note, notes) if as_json else render.related_text(notes))
+    click.echo(render.dumps(render.related_dict(note, notes)) if as_json else render.related_text(notes))
 
 
-@main.command(name="eval")
+@command(name="eval")
 @click.option("--corpus", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="BEIR corpus.jsonl ({_id, title, text} per line).")
 @click.option("--queries", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
@@ -215,7 +262,6 @@ def related(lazy: _Lazy, note: str, k: int, new_only: bool, as_json: bool) -> No
               help="BEIR qrels TSV (query-id, corpus-id, score).")
 @click.option("--mode", "modes", multiple=True, type=click.Choice(MODES), help="Modes to run [all].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.pass_obj
 def eval_(lazy: _Lazy, corpus: Path, queries: Path, qrels: Path, modes: tuple[str, ...], as_json: bool) -> None:
     """Index a BEIR dataset and print nDCG@10, Recall@10/100, MRR@10 and latency per mode.
 
@@ -224,27 +270,25 @@ def eval_(lazy: _Lazy, corpus: Path, queries: Path, qrels: Path, modes: tuple[st
 
     with lazy.eval_index() as (make_kb, index_dir), _progress("Indexing corpus") as progress:
         figures, judged = run_eval(make_kb, corpus, queries, qrels, index_dir, modes or MODES, progress)
-    click.echo(render.eval_json(figures, judged) if as_json else render.eval_text(figures, judged))
+    click.echo(render.dumps(render.eval_dict(figures, judged)) if as_json else render.eval_text(figures, judged))
 
 
-@main.command()
+@command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.pass_obj
 def status(lazy: _Lazy, as_json: bool) -> None:
     """What the index holds and what on disk it does not reflect yet."""
     with lazy.kb() as kb:
         st = kb.status()
-    click.echo(json.dumps(render.status_dict(st)) if as_json else render.status_text(st))
+    click.echo(render.dumps(render.status_dict(st)) if as_json else render.status_text(st))
 
 
-@main.command()
+@command()
 @click.option("--reconcile", default=300.0, show_default=True, type=click.FloatRange(5),
               help="Seconds between full reconciliations, for events the OS dropped.")
 @click.option("--json", "as_json", is_flag=True, help="Log one JSON object per line.")
 @click.option("--serve", "serve_api", is_flag=True, help="Also serve the HTTP API from this process.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address to bind.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="With --serve: port.")
-@click.pass_obj
 def watch(lazy: _Lazy, reconcile: float, as_json: bool, serve_api: bool, host: str, port: int) -> None:
     """Keep the index in step with the vault and the inbox until stopped (Ctrl-C or SIGTERM).
 
@@ -265,27 +309,26 @@ def watch(lazy: _Lazy, reconcile: float, as_json: bool, serve_api: bool, host: s
         if serve_api:
             _serve_in_background(lazy, host, port)
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: watcher.stop())
-        logging.getLogger("pai_kb.watch").info("watching %s and %s", kb.config.vault, kb.config.inbox)
+            signal.signal(sig, lambda *_: watcher.interrupt())
+        logging.getLogger("pai_kb.watch").info("watching %s", ", ".join(str(p) for p in kb.roots.values()))
         watcher.run()
         logging.getLogger("pai_kb.watch").info("stopped")
 
 
-@main.command()
+@command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback needs PAI_KB_TOKEN.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
-@click.pass_obj
 def serve(lazy: _Lazy, host: str, port: int) -> None:
-    """Serve the HTTP JSON API (search, ask, notes, related, status; OpenAPI at /docs)."""
-    from pai_kb.server import serve as run_server
+    """Serve the HTTP JSON API (search, ask, notes, related, status; OpenAPI at /openapi.json)."""
+    from pai_kb.server import listen, serve as run_server
 
     with lazy.kb() as kb:
-        click.echo(f"pai-kb API on http://{host}:{port} (OpenAPI: /docs)", err=True)
-        run_server(kb, host, port, os.environ.get("PAI_KB_TOKEN") or None)
+        sock = listen(host, port, kb.config.token)
+        click.echo(f"pai-kb API on http://{host}:{port} (OpenAPI: /openapi.json)", err=True)
+        run_server(kb, sock, kb.config.token)
 
 
-@main.command()
-@click.pass_obj
+@command()
 def mcp(lazy: _Lazy) -> None:
     """Serve the knowledge base to MCP clients over stdio (tools: search_notes, ask, get_note,
     related_notes, recent_changes)."""
@@ -297,23 +340,30 @@ def mcp(lazy: _Lazy) -> None:
 
 def _serve_in_background(lazy: _Lazy, host: str, port: int) -> None:
     """The API reads the index through its own KnowledgeBase (its own SQLite connection) while the
-    watcher writes; the thread dies with the process."""
+    watcher writes; the thread dies with the process. The socket is bound here first, so a refused
+    bind stops the command with one line instead of a thread dying quietly."""
     import threading
 
-    from pai_kb.server import serve as run_server
-
     from pai_kb.kb import KnowledgeBase
+    from pai_kb.server import listen, serve as run_server
 
-    reader = KnowledgeBase(load_config(lazy.flags))
-    token = os.environ.get("PAI_KB_TOKEN") or None
-    threading.Thread(target=run_server, args=(reader, host, port, token), daemon=True).start()
+    reader = KnowledgeBase(lazy.config())
+    sock = listen(host, port, reader.config.token)
+    threading.Thread(target=run_server, args=(reader, sock, reader.config.token), daemon=True).start()
 
 
 @contextmanager
-def _progress(label: str) -> Iterator[object]:
-    """A bar on a terminal, nothing when stderr is a pipe or a file."""
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A bar on a terminal; without one, a plain line at most every 30 s (nothing on short runs)."""
     if not sys.stderr.isatty():
-        yield None
+        last = [time.monotonic()]
+
+        def line(done: int, total: int) -> None:
+            if time.monotonic() - last[0] >= _PLAIN_PROGRESS_S:
+                last[0] = time.monotonic()
+                click.echo(f"{label}: {done} of {total} files", err=True)
+
+        yield line
         return
     bar: list = []
 

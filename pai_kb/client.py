@@ -1,7 +1,8 @@
 """Using a running `pai-kb serve` from the CLI: a search then costs one HTTP round trip instead of
 loading the model and the store in a fresh process.
 
-`serve` records where it listens in `INDEX/server.json` and removes the file when it stops. Only the
+`serve` records where it listens in `INDEX/server.json` once it answers, and removes the file when it
+stops. Only the
 standard library is used here, so this path imports nothing heavy. Any failure (no server, stale file,
 timeout, error status) returns None and the CLI searches locally as usual.
 """
@@ -13,7 +14,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,19 @@ _TIMEOUT_S = 5.0
 
 
 @contextmanager
-def advertised(index_dir: Path, url: str) -> Iterator[None]:
-    """Record the server's URL beside the index for as long as it runs."""
-    index_dir.mkdir(parents=True, exist_ok=True)
+def advertised(index_dir: Path, url: str) -> Iterator[Callable[[], None]]:
+    """Yields `announce`, which records the server's URL beside the index; the record goes when the
+    block ends. The server calls it once it accepts requests."""
     record = index_dir / RECORD
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    os.replace(tmp, record)
+
+    def announce() -> None:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        os.replace(tmp, record)
+
     try:
-        yield
+        yield announce
     finally:
         try:
             if json.loads(record.read_text()).get("pid") == os.getpid():

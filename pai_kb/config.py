@@ -1,19 +1,25 @@
 """The one frozen `Config`, built once from defaults < TOML file < `PAI_KB_*` env vars < CLI flags.
 
-Everything else receives a Config; nothing reads the environment or the file system for settings on its own.
+Everything else receives a Config; nothing reads the environment or the file system for settings on its
+own. Every value is checked by type and range wherever it came from, because a setting read wrongly is
+worse than a refusal: `exclude = "Templates/*"` read as a list of characters once emptied a whole index.
+A bad value is one line naming where it came from (file, variable or flag), the key, the value and the fix.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import os
+import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pai_kb.errors import ConfigError
+from pai_kb.errors import BadSetting, ConfigError
 
 CONFIG_NAME = "pai-kb.toml"
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -22,7 +28,10 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 @dataclass(frozen=True)
 class Config:
     vault: Path = Path("vault")
-    inbox: Path = Path("ingest")
+    # The drop folder for clips and transcripts; None: the vault alone is indexed.
+    inbox: Path | None = None
+    # None until load_config: then the vault's own setting, else a folder of the user data directory
+    # named after the vault (see `default_index_dir`), never the working directory.
     index_dir: Path = Path("index")
     config_file: Path | None = None
     # A Chroma server to hold the vectors instead of the embedded store under index_dir.
@@ -40,8 +49,9 @@ class Config:
     # Any OpenAI-compatible endpoint; None means answers are extractive (no model is called).
     llm_base_url: str | None = None
     llm_model: str = "gpt-4o-mini"
-    # The *name* of the variable holding the key, never the key: config files get shared and logged.
-    llm_api_key_env: str = "OPENAI_API_KEY"
+    # The *name* of the variable holding the key, never the key. None: no key is sent at all, so a key
+    # in the environment only ever goes to an endpoint configured together with it.
+    llm_api_key_env: str | None = None
     llm_timeout: float = 60.0
     llm_temperature: float = 0.1
     # Below this cosine similarity between the question and the best passage, `ask` abstains without
@@ -56,102 +66,212 @@ class Config:
     answers_folder: str = "pai-kb/Answers"
     # `search` hands the query to a running `pai-kb serve` for the same index when there is one.
     use_server: bool = True
+    # Bearer token for the HTTP API (PAI_KB_TOKEN only: a token must not sit in a shared file).
+    token: str | None = field(default=None, repr=False)
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
 
 
-# TOML key -> (Config field, converter). Sections are flattened with a dot.
-_TOML_KEYS: dict[str, tuple[str, Any]] = {
-    "vault": ("vault", Path),
-    "inbox": ("inbox", Path),
-    "index": ("index_dir", Path),
-    "index.path": ("index_dir", Path),
-    "index.url": ("chroma_url", str),
-    "exclude": ("exclude", tuple),
-    "embedding.model": ("model", str),
-    "embedding.batch_size": ("embed_batch_size", int),
-    "chunking.max_tokens": ("chunk_tokens", int),
-    "chunking.overlap_tokens": ("chunk_overlap", int),
-    "sources.max_file_bytes": ("max_file_bytes", int),
-    "llm.base_url": ("llm_base_url", str),
-    "llm.model": ("llm_model", str),
-    "llm.api_key_env": ("llm_api_key_env", str),
-    "llm.timeout": ("llm_timeout", float),
-    "llm.temperature": ("llm_temperature", float),
-    "answer.min_similarity": ("answer_min_similarity", float),
-    "answer.context_tokens": ("answer_context_tokens", int),
-    "obsidian.clippings_folder": ("clippings_folder", str),
-    "obsidian.transcripts_folder": ("transcripts_folder", str),
-    "obsidian.answers_folder": ("answers_folder", str),
-    "server.use": ("use_server", bool),
+# -- checked conversions: each returns the value or raises ValueError with what is wrong and the fix ------
+def _path(value: Any) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ValueError("must be a path (a non-empty string)")
+    return Path(value).expanduser()
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _globs(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise ValueError(f'must be a list of globs, e.g. ["{value}"], not a string')
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError('must be a list of non-empty glob strings, e.g. ["Templates/*"]')
+    return tuple(value)
+
+
+def _int(low: int, high: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return value
+    return convert
+
+
+def _float(low: float, high: float) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"must be a number from {low:g} to {high:g}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise ValueError(f"must be a number from {low:g} to {high:g}")
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low:g} to {high:g}")
+        return float(value)
+    return convert
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError("must be true or false (in TOML without quotes)")
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http(s) URL like http://127.0.0.1:11434/v1")
+    return value
+
+
+def _env_name(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
+        raise ValueError("must name an environment variable holding the key (e.g. OPENAI_API_KEY), not the key")
+    return value
+
+
+def _folder(value: Any) -> str:
+    text = _text(value)
+    if Path(text).is_absolute() or ".." in Path(text).parts:
+        raise ValueError("must be a relative folder inside the vault, without '..'")
+    return text
+
+
+# TOML key -> (Config field, checked conversion). Sections are flattened with a dot.
+_SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "vault": ("vault", _path),
+    "inbox": ("inbox", _path),
+    "index": ("index_dir", _path),
+    "index.path": ("index_dir", _path),
+    "index.url": ("chroma_url", _url),
+    "exclude": ("exclude", _globs),
+    "embedding.model": ("model", _text),
+    "embedding.batch_size": ("embed_batch_size", _int(1, 4096)),
+    "chunking.max_tokens": ("chunk_tokens", _int(32, 4096)),
+    "chunking.overlap_tokens": ("chunk_overlap", _int(0, 2048)),
+    "sources.max_file_bytes": ("max_file_bytes", _int(1024, 2**40)),
+    "llm.base_url": ("llm_base_url", _url),
+    "llm.model": ("llm_model", _text),
+    "llm.api_key_env": ("llm_api_key_env", _env_name),
+    "llm.timeout": ("llm_timeout", _float(0.1, 3600)),
+    "llm.temperature": ("llm_temperature", _float(0, 2)),
+    "answer.min_similarity": ("answer_min_similarity", _float(-1, 1)),
+    "answer.context_tokens": ("answer_context_tokens", _int(64, 1_000_000)),
+    "obsidian.clippings_folder": ("clippings_folder", _folder),
+    "obsidian.transcripts_folder": ("transcripts_folder", _folder),
+    "obsidian.answers_folder": ("answers_folder", _folder),
+    "server.use": ("use_server", _bool),
 }
-_ENV_KEYS = {"PAI_KB_VAULT": "vault", "PAI_KB_INBOX": "inbox", "PAI_KB_INDEX": "index_dir"}
-_ENV_SETTINGS = {"PAI_KB_CHROMA_URL": "chroma_url", "PAI_KB_LLM_BASE_URL": "llm_base_url", "PAI_KB_LLM_MODEL": "llm_model",
-                 "PAI_KB_LLM_API_KEY_ENV": "llm_api_key_env"}
+_ENV = {"PAI_KB_VAULT": "vault", "PAI_KB_INBOX": "inbox", "PAI_KB_INDEX": "index", "PAI_KB_CHROMA_URL": "index.url",
+        "PAI_KB_LLM_BASE_URL": "llm.base_url", "PAI_KB_LLM_MODEL": "llm.model",
+        "PAI_KB_LLM_API_KEY_ENV": "llm.api_key_env"}
+_FLAGS = {"vault": "vault", "inbox": "inbox", "index_dir": "index"}
+# A vault's own pai-kb.toml travels with the vault (shared, cloned, synced), so it may not pick which
+# secret is sent, nor where to: those come from flags, env vars or a config file outside the vault.
+_NOT_FROM_VAULT = ("llm.base_url", "llm.api_key_env")
 _PATH_FIELDS = ("vault", "inbox", "index_dir")
 
 
-def load_config(
-    flags: Mapping[str, Any] | None = None,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-) -> Config:
+def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                cwd: Path | None = None) -> Config:
     """Merge the four layers. The TOML file is looked for where the person said (flag, then env) or
     else in the vault root, so the vault itself can carry its settings."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = os.environ if env is None else env
     cwd = cwd or Path.cwd()
-    env_values = {f: Path(env[k]) for k, f in _ENV_KEYS.items() if env.get(k)}
     explicit = flags.get("config_file") or env.get("PAI_KB_CONFIG")
-    vault_guess = Path(flags.get("vault") or env_values.get("vault") or Config.vault)
-    config_file = _find_config_file(explicit, _absolute(vault_guess, cwd))
+    vault_guess = _absolute(Path(flags.get("vault") or env.get("PAI_KB_VAULT") or Config.vault), cwd)
+    config_file = _find_config_file(explicit, vault_guess)
     values: dict[str, Any] = {}
     if config_file is not None:
-        values.update(_read_toml(config_file))
-    values.update(env_values)
-    values.update({f: env[k] for k, f in _ENV_SETTINGS.items() if env.get(k)})
-    values.update(flags)
+        in_vault = not explicit
+        values.update(_read_toml(config_file, in_vault))
+        values = {k: _absolute(v, config_file.parent) if k in _PATH_FIELDS else v for k, v in values.items()}
+    values.update(_layer({_ENV[k]: v for k, v in env.items() if k in _ENV and v}, "environment variable", _env_of))
+    values.update(_layer({_FLAGS.get(k, k): v for k, v in flags.items() if k in _FLAGS}, "option", _flag_of))
+    values.update({k: _absolute(v, cwd) for k, v in values.items() if k in _PATH_FIELDS})
+    values["vault"] = values.get("vault") or _absolute(Config.vault, cwd)
+    values.setdefault("index_dir", default_index_dir(values["vault"], env))
     values["config_file"] = config_file
-    for name in _PATH_FIELDS:
-        if name in values:
-            from_toml = config_file is not None and name not in env_values and name not in flags
-            base = config_file.parent if from_toml else cwd
-            values[name] = _absolute(Path(values[name]), base)
-        else:
-            values[name] = _absolute(getattr(Config, name), cwd)
+    values["token"] = env.get("PAI_KB_TOKEN") or None
     return _validated(Config(**values))
+
+
+def default_index_dir(vault: Path, env: Mapping[str, str]) -> Path:
+    """Where a vault's index lives when nothing says: `PAI_KB_DATA_DIR` (else the platform's user data
+    directory, e.g. ~/.local/share/pai-kb) / indexes / <vault name>-<hash of its absolute path>."""
+    if env.get("PAI_KB_DATA_DIR"):
+        base = Path(env["PAI_KB_DATA_DIR"]).expanduser()
+    else:
+        import platformdirs
+
+        base = platformdirs.user_data_path("pai-kb")
+    resolved = vault.resolve()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", resolved.name).strip("-.") or "vault"
+    return base / "indexes" / f"{slug[:40]}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:10]}"
+
+
+def _env_of(key: str) -> str:
+    return next(name for name, k in _ENV.items() if k == key)
+
+
+def _flag_of(key: str) -> str:
+    return "--" + next(name for name, k in _FLAGS.items() if k == key).replace("_dir", "")
+
+
+def _layer(raw: Mapping[str, Any], kind: str, name_of: Callable[[str], str]) -> dict[str, Any]:
+    return dict(_checked(key, value, f"{kind} {name_of(key)}") for key, value in raw.items())
+
+
+def _checked(key: str, value: Any, label: str) -> tuple[str, Any]:
+    """(Config field, converted value) of one setting; `label` says where the value came from."""
+    field_name, convert = _SETTINGS[key]
+    try:
+        return field_name, convert(value)
+    except ValueError as exc:
+        raise BadSetting(f"{label} = {value!r}: {exc}") from None
 
 
 def _absolute(path: Path, base: Path) -> Path:
     path = path.expanduser()
-    return path if path.is_absolute() else (base / path)
+    return Path(os.path.normpath(path if path.is_absolute() else base / path))
 
 
 def _find_config_file(explicit: str | os.PathLike | None, vault: Path) -> Path | None:
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist: fix --config / PAI_KB_CONFIG or create it")
+            raise ConfigError(f"config file {path} does not exist or is not a file: fix --config / PAI_KB_CONFIG "
+                              "or create it")
         return path.resolve()
     candidate = vault / CONFIG_NAME
     return candidate.resolve() if candidate.is_file() else None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, in_vault: bool) -> dict[str, Any]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config ({exc}); fix the TOML or remove the file") from exc
     values: dict[str, Any] = {}
     for key, value in _flatten(raw).items():
-        if key not in _TOML_KEYS:
-            raise ConfigError(f"{path}: unknown setting '{key}'; known: {', '.join(sorted(_TOML_KEYS))}")
-        name, convert = _TOML_KEYS[key]
-        try:
-            values[name] = convert(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{path}: setting '{key}' has a bad value {value!r}") from exc
+        if key not in _SETTINGS:
+            raise BadSetting(f"{path}: unknown setting '{key}'; known: {', '.join(sorted(_SETTINGS))}")
+        if in_vault and key in _NOT_FROM_VAULT:
+            raise ConfigError(f"{path}: '{key}' may not be set in a vault's own pai-kb.toml (a shared vault must "
+                              "not choose where your API key goes); set it with a flag, a PAI_KB_* variable "
+                              "or --config FILE outside the vault")
+        field_name, converted = _checked(key, value, f"{path}: setting '{key}'")
+        values[field_name] = converted
     return values
 
 
@@ -167,15 +287,12 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _validated(config: Config) -> Config:
-    if config.chunk_tokens < 32:
-        raise ConfigError(f"chunking.max_tokens={config.chunk_tokens} is too small; use 32 or more")
+    where = f"{config.config_file}: " if config.config_file else ""
     if not 0 <= config.chunk_overlap < config.chunk_tokens // 2:
-        raise ConfigError("chunking.overlap_tokens must be between 0 and half of chunking.max_tokens")
-    if config.llm_api_key_env.startswith(("sk-", "sk_")) or len(config.llm_api_key_env) > 64:
-        raise ConfigError("llm.api_key_env must name an environment variable holding the key, not the key itself")
-    for folder in (config.clippings_folder, config.transcripts_folder, config.answers_folder):
-        if not folder or Path(folder).is_absolute() or ".." in Path(folder).parts:
-            raise ConfigError(f"obsidian folder '{folder}' must be a relative path inside the vault")
-    if config.embed_batch_size < 1:
-        raise ConfigError("embedding.batch_size must be at least 1")
+        raise BadSetting(f"{where}chunking.overlap_tokens={config.chunk_overlap} must be between 0 and half of "
+                          f"chunking.max_tokens ({config.chunk_tokens})")
+    for name in _PATH_FIELDS:
+        path = getattr(config, name)
+        if name != "vault" and path is not None and path.exists() and not path.is_dir():
+            raise BadSetting(f"{name} {path} is a file, not a folder: point {name} at a folder")
     return config

@@ -1,7 +1,21 @@
 """The one exception tree of pai-kb.
 
-Library code raises these; the CLI translates them once into a one-line message and exit 1, so every
-message must say what went wrong *and* what the person can do about it.
+Library code raises these and never an interface's own exception; the CLI, the HTTP API and the MCP
+server each map them to their own form by *type*, in one place. So every message must say what went
+wrong *and* what the person can do about it, and must never carry a secret.
+
+    PaiKbError
+    ├── ConfigError          a setting, config file or path given by the person is unusable
+    │   ├── BadSetting       a setting's value has the wrong type or range (a usage error: exit 2)
+    │   └── VaultMismatch    the index was built for other roots than the ones given
+    ├── IndexMismatchError   the index was built with another model or chunker
+    ├── IndexLockedError     another process writes the same index
+    ├── MassRemoval          a sync would drop most of the index (a vanished folder, not a choice)
+    ├── InvalidRequest       a query or request argument is malformed (bad mode, empty query, ...)
+    ├── NoteNotFound         a note named by path or title is not there (or may not be shown)
+    ├── SourceError          one file could not be read or parsed; the run goes on without it
+    │   └── FileTooLarge     ... because it is over `sources.max_file_bytes`
+    └── LLMError             the language model endpoint could not produce an answer
 """
 
 
@@ -13,6 +27,14 @@ class ConfigError(PaiKbError):
     """A setting, config file or path given by the person is unusable."""
 
 
+class BadSetting(ConfigError):
+    """A value in the TOML file, an env var or a flag has the wrong type or is out of range."""
+
+
+class VaultMismatch(ConfigError):
+    """The index belongs to other roots: answering from it would silently answer about another vault."""
+
+
 class IndexMismatchError(PaiKbError):
     """The index was built with another model or chunker; mixing vectors would give wrong answers."""
 
@@ -21,5 +43,29 @@ class IndexLockedError(PaiKbError):
     """Another process is writing to the same index."""
 
 
+class MassRemoval(PaiKbError):
+    """A sync would remove most of the index, which almost always means a folder vanished for a moment."""
+
+
+class InvalidRequest(PaiKbError):
+    """A request's arguments are malformed; nothing was done."""
+
+
+class NoteNotFound(PaiKbError):
+    """No indexable note answers to that path or name (outside the roots counts as not found)."""
+
+    def __init__(self, message: str, suggestions: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions
+
+
 class SourceError(PaiKbError):
     """One file could not be read or parsed; the run goes on without it."""
+
+
+class FileTooLarge(SourceError):
+    """Over the size limit: skipped by its stat, so it is not read again until it changes."""
+
+
+class LLMError(PaiKbError):
+    """The model endpoint could not produce an answer."""

@@ -1,4 +1,6 @@
-"""The facade: the one place that wires config to manifest, store, embedder, syncer and retriever.
+"""The facade: the one place that wires config to manifest, store, embedder, syncer, retriever and
+answerer. It holds no protocol of its own: crash safety lives whole in `sync`, the answer flow in
+`answer`, note naming and confinement in `notes`.
 
 Heavy parts (Chroma, torch) are built on first use, so commands that need neither — a no-op sync,
 `status`, a keyword search — start in a fraction of a second.
@@ -7,31 +9,31 @@ Heavy parts (Chroma, torch) are built on first use, so commands that need neithe
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from pai_kb.answer import ABSTAIN_TEXT, Answer, check_citations, extractive, messages, pack
+from pai_kb.answer import Answer, Answerer, AnswerSettings
 from pai_kb.chunking import CHUNKER_VERSION
 from pai_kb.config import Config
 from pai_kb.embeddings import Embedder, Encoder, SentenceTransformerEmbedder, export_onnx
-from pai_kb.errors import ConfigError, IndexMismatchError, SourceError
+from pai_kb.errors import ConfigError, IndexMismatchError, SourceError, VaultMismatch
 from pai_kb.llm import ChatModel, LLMSettings
 from pai_kb.loaders import load_bytes, read_sidecar
 from pai_kb.locking import writer_lock
-from pai_kb.manifest import SCHEMA_VERSION, Filters, Manifest
-from pai_kb.models import Hit
+from pai_kb.manifest import SCHEMA_VERSION, Manifest
+from pai_kb.models import DocKey, Filters, Hit
+from pai_kb.notes import NoteText, check_relative, confined, read_lines, resolve_note, split_range
 from pai_kb.query_encoder import QueryEncoder
 from pai_kb.related import RelatedNote, related
-from pai_kb.search import MODES, Retriever
+from pai_kb.search import Retriever
 from pai_kb.sources import SourceFile, discover
 from pai_kb.store import VectorStore, collection_name
-from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, diff_stats, make_plan
+from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, diff_stats
 from pai_kb.writeback import Written, clip_note, safe_name, save_answer, write_versioned
-
 
 log = logging.getLogger("pai_kb")
 
@@ -49,28 +51,12 @@ class Status:
     errors: dict[str, str]
 
 
-class _RecentQueries:
-    """Remembers the last few query vectors: `ask` needs the question's vector for retrieval and again
-    for the abstain check, and encoding it twice was half of ask's own CPU time before the model call."""
-
-    def __init__(self, encoder: Encoder, size: int = 8) -> None:
-        self._encoder = encoder
-        self._size = size
-        self._vectors: dict[str, list[float]] = {}
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        for text, vector in zip(missing, self._encoder.embed(missing) if missing else []):
-            self._vectors[text] = vector
-            while len(self._vectors) > self._size:
-                self._vectors.pop(next(iter(self._vectors)))
-        return [self._vectors[t] for t in texts]
-
-
 class KnowledgeBase:
-    def __init__(self, config: Config, embedder: Embedder | None = None) -> None:
+    def __init__(self, config: Config, embedder: Embedder | None = None,
+                 query_encoder: Encoder | None = None) -> None:
         self.config = config
         self._given_embedder = embedder
+        self._given_query_encoder = query_encoder
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -79,14 +65,12 @@ class KnowledgeBase:
     @cached_property
     def query_embedder(self) -> Encoder:
         """The ONNX encoder when `index` has exported one for this model, else the model itself."""
+        if self._given_query_encoder is not None:
+            return self._given_query_encoder
         onnx = self._onnx_path
         if onnx is not None and onnx.is_file():
             return QueryEncoder(onnx, self.embedder.path / "tokenizer.json", self.embedder.max_tokens + 2)
         return self.embedder
-
-    @cached_property
-    def _queries(self) -> "_RecentQueries":
-        return _RecentQueries(self.query_embedder)
 
     @property
     def _onnx_path(self) -> Path | None:
@@ -117,8 +101,27 @@ class KnowledgeBase:
         return VectorStore(c.index_dir / "chroma")
 
     @property
+    def store_is_open(self) -> bool:
+        """Whether anything so far needed the vector store (a no-op sync must not)."""
+        return "store" in vars(self)
+
+    @cached_property
+    def chat_model(self) -> ChatModel | None:
+        c = self.config
+        if not c.llm_base_url:
+            return None
+        return ChatModel(LLMSettings(c.llm_base_url, c.llm_model, c.llm_api_key_env, c.llm_timeout, c.llm_temperature))
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        return Retriever(self.manifest, lambda: self.store, lambda: self.query_embedder)
+
+    @property
     def roots(self) -> dict[str, Path]:
-        return {"vault": self.config.vault, "inbox": self.config.inbox}
+        roots = {"vault": self.config.vault}
+        if self.config.inbox is not None:
+            roots["inbox"] = self.config.inbox
+        return roots
 
     @property
     def exclude(self) -> tuple[str, ...]:
@@ -132,139 +135,111 @@ class KnowledgeBase:
                 f"overlap={c.chunk_overlap}|schema={SCHEMA_VERSION}")
 
     def close(self) -> None:
-        if "manifest" in self.__dict__:
+        if "manifest" in vars(self):
             self.manifest.close()
 
     # -- writing --------------------------------------------------------------------------------
-    def index(self, rebuild: bool = False, progress: Progress | None = None) -> SyncReport:
+    def index(self, rebuild: bool = False, progress: Progress | None = None, allow_removal: bool = False) -> SyncReport:
         self.check_vault()
         with writer_lock(self.config.index_dir):
-            report = self.sync(rebuild, progress)
+            report = self.sync(rebuild, progress, allow_removal=allow_removal)
             self._export_query_encoder()
             return report
 
-    def sync(self, rebuild: bool = False, progress: Progress | None = None,
-             stop: Callable[[], bool] | None = None, batch_chunks: int | None = None) -> SyncReport:
-        """One plan-then-apply pass. The caller holds `writer_lock` (the watcher holds it for its whole
-        life). `stop` is asked between batches: a stopped pass leaves a consistent index that the next
-        pass completes."""
-        started = time.perf_counter()
-        report = SyncReport()
+    def sync(self, rebuild: bool = False, progress: Progress | None = None, stop: Callable[[], bool] | None = None,
+             batch_chunks: int | None = None, allow_removal: bool = False) -> SyncReport:
+        """One repair-then-sync pass (see `Syncer.run`); the caller holds `writer_lock`."""
         if rebuild:
             self.manifest.reset()
             self.store.reset()
+        self._check_roots(record=True)
         self._check_fingerprint(record=True)
         syncer = Syncer(self.config, self.manifest, lambda: self.store, self.embedder, stop, batch_chunks)
-        if self.manifest.journal_size():
-            report.repaired += syncer.repair()
-        if self.manifest.get_meta("dirty"):
-            report.repaired += self._verify_store()
-        disk = discover(self.roots, self.exclude)
-        indexed = self.manifest.file_states()
-        diff = diff_stats(disk, indexed)
-        data, hashes = syncer.read(disk, diff.new + diff.changed, report)
-        plan = make_plan(diff, hashes, indexed)
-        report.unchanged = plan.unchanged + len(plan.touch)
-        if not plan.empty:
-            self._set_meta("dirty", "1")
-            syncer.apply(plan, disk, data, hashes, report, progress)
-        self._set_meta("last_sync", str(time.time()))
-        if self.manifest.get_meta("dirty"):
-            self._clear_meta("dirty")
-        report.chunks_total = self.manifest.counts()[1]
-        report.seconds = time.perf_counter() - started
-        return report
-
-    def _verify_store(self) -> int:
-        """After a run that did not finish, compare every id: drop stray vectors and forget files whose
-        vectors are missing, so the plan re-indexes them. Costs one scan; only runs after a crash."""
-        stored = self.store.ids()
-        known = self.manifest.all_chunk_ids()
-        stray = sorted(stored - known)
-        if stray:
-            self.store.delete(stray)
-        missing = known - stored
-        if missing:
-            keys = {c.doc_key for c in self.manifest.get_chunks(sorted(missing)).values()}
-            with self.manifest.transaction() as db:
-                for key in keys:
-                    self.manifest.add_orphans(db, self.manifest.chunk_ids(key))
-                    self.manifest.delete_document(db, key)
-        return len(stray) + len(missing)
+        return syncer.run(self.roots, self.exclude, progress, allow_removal or rebuild)
 
     def check_vault(self) -> None:
         if not self.config.vault.is_dir():
             raise ConfigError(f"vault {self.config.vault} does not exist or is not a folder: "
                               "pass --vault, set PAI_KB_VAULT, or set vault in pai-kb.toml")
 
+    def _check_roots(self, record: bool = False) -> None:
+        """An index answers for the folders it was built from, and only for them. A vault that vanished
+        is left to the sync's removal guard (the watcher pauses), so it is not checked here."""
+        given = {name: str(path.resolve()) for name, path in self.roots.items()}
+        stored = self.manifest.get_meta("roots")
+        if stored is None:
+            if record:
+                self.manifest.set_meta("roots", json.dumps(given, sort_keys=True))
+            return
+        built = json.loads(stored)
+        if built != given:
+            def show(roots: dict[str, str]) -> str:
+                return ", ".join(f"{k} {v}" for k, v in sorted(roots.items()))
+            raise VaultMismatch(f"index {self.config.index_dir} was built for {show(built)}, not {show(given)}: pass "
+                                "the same --vault/--inbox, another --index, or `pai-kb index --rebuild` to rebuild "
+                                "it for these folders")
+
     def _check_fingerprint(self, record: bool = False) -> None:
         """Vectors from two models (or two chunkers) must never be mixed in one index."""
         stored = self.manifest.get_meta("fingerprint")
         if stored is None and record:
-            self._set_meta("fingerprint", self.fingerprint)
-            self._set_meta("model", self.embedder.model_id)
+            self.manifest.set_meta("fingerprint", self.fingerprint)
+            self.manifest.set_meta("model", self.embedder.model_id)
         elif stored is not None and stored != self.fingerprint:
             raise IndexMismatchError(
                 f"index {self.config.index_dir} was built with {stored}, but the settings now give "
                 f"{self.fingerprint}; run `pai-kb index --rebuild` to rebuild it")
 
-    def _set_meta(self, key: str, value: str) -> None:
-        with self.manifest.transaction():
-            self.manifest.set_meta(key, value)
+    def _check_index(self) -> None:
+        """Before reading: the vault is there, it has an index, and the index is this vault's."""
+        self.check_vault()
+        if not (self.config.index_dir / "manifest.sqlite3").is_file():
+            raise ConfigError(f"no index for vault {self.config.vault} at {self.config.index_dir}: run `pai-kb index` "
+                              "first, or pass the --index it was built in")
+        self._check_roots()
 
-    def _clear_meta(self, key: str) -> None:
-        with self.manifest.transaction() as db:
-            db.execute("DELETE FROM meta WHERE key = ?", (key,))
+    def _check_readable(self) -> None:
+        """Before using vectors: also built with the model and chunker the settings give."""
+        self._check_index()
+        self._check_fingerprint()
 
     # -- reading --------------------------------------------------------------------------------
     def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
                filters: Filters = Filters()) -> list[Hit]:
-        if mode not in MODES:
-            raise ConfigError(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
-        self._check_fingerprint()
-        retriever = Retriever(self.manifest, lambda: self.store, lambda: self._queries)
-        return retriever.search(query, k, mode, per_note, filters)
+        self._check_readable()
+        return self.retriever.search(query, k, mode, per_note, filters)
 
     def ask(self, question: str, k: int = 8, filters: Filters = Filters(), use_llm: bool = True,
             on_token: Callable[[str], None] | None = None) -> Answer:
-        """Retrieve, abstain when nothing is relevant enough, else answer from the sources (with the
-        model when one is configured, extractively otherwise) and check the citations."""
-        hits = self.search(question, k=k, mode="hybrid", filters=filters)
-        best = self._best_similarity(question, hits)
-        sources = pack(hits, self.config.answer_context_tokens, self.embedder.count_tokens)
-        if best is None or best < self.config.answer_min_similarity:
-            return Answer(question, ABSTAIN_TEXT, sources[:3], abstained=True, best_similarity=best)
-        if not use_llm or not self.config.llm_base_url:
-            result = extractive(question, sources)
-            result.best_similarity = best
-            return result
+        self._check_readable()
         c = self.config
-        settings = LLMSettings(c.llm_base_url, c.llm_model, c.llm_api_key_env, c.llm_timeout, c.llm_temperature)
-        parts = []
-        for token in ChatModel(settings).stream(messages(question, sources)):
-            parts.append(token)
-            if on_token:
-                on_token(token)
-        text, cited, invalid = check_citations("".join(parts), len(sources))
-        return Answer(question, text, sources, cited, invalid, model=c.llm_model, best_similarity=best)
+        answerer = Answerer(self.retriever, AnswerSettings(c.answer_min_similarity, c.answer_context_tokens),
+                            self.embedder.count_tokens, self.chat_model)
+        return answerer.ask(question, k, filters, use_llm, on_token)
 
-    def _best_similarity(self, question: str, hits: list[Hit]) -> float | None:
-        if not hits:
-            return None
-        query = self._queries.embed([question])[0]
-        vectors = self.store.vectors([h.chunk.id for h in hits])
-        return max((sum(a * b for a, b in zip(query, v)) for v in vectors.values()), default=None)
+    def note(self, spec: str, root: str | None = None) -> NoteText:
+        """A note (by path or title) or a line range of it: `Note`, `Folder/Note.md:12-30`."""
+        self._check_index()
+        name, start, end = split_range(spec)
+        check_relative(name)
+        if root is None:
+            key = DocKey.parse(resolve_note(name, self.manifest.titles()))
+        else:
+            key = DocKey(root, name)
+        target = confined(self.roots, key.root, key.path, self.exclude)
+        return read_lines(target, key.root, key.path, start, end)
 
     def materialize(self) -> list[Written]:
         """Write every indexed inbox clip and transcript as a note in its designated vault folder."""
-        self.check_vault()
+        self._check_index()
         out = []
         c = self.config
         for key, content_hash in self.manifest.inbox_items():
-            path = key.split("/", 1)[1]
+            path = DocKey.parse(key).path
             try:
-                doc = load_bytes((c.inbox / path).read_bytes(), "inbox", path, read_sidecar(c.inbox / path))
-            except (OSError, SourceError) as exc:
+                source = self.roots["inbox"] / path
+                doc = load_bytes(source.read_bytes(), "inbox", path, read_sidecar(source))
+            except (OSError, KeyError, SourceError) as exc:
                 log.warning("%s: not materialised (%s)", key, exc)
                 continue
             folder = c.clippings_folder if doc.source_type == "webclip" else c.transcripts_folder
@@ -275,14 +250,23 @@ class KnowledgeBase:
             out.append(written)
         return out
 
-    def save_answer(self, answer: Answer) -> Path:
+    def save_answer(self, answer: Answer) -> Path | None:
+        """Saved into the answers folder; an abstention is not an answer and is never saved."""
+        if answer.abstained:
+            return None
         return save_answer(answer, self.config.vault, self.config.answers_folder)
 
     def related(self, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
-        self._check_fingerprint()
+        self._check_readable()
         return related(self.manifest, self.store, note, k, new_only)
 
+    def recent(self, limit: int) -> list[dict[str, object]]:
+        self._check_index()
+        return self.manifest.recent(limit)
+
     def status(self) -> Status:
+        self.check_vault()
+        self._check_roots()
         files, chunks = self.manifest.counts()
         disk: dict[str, SourceFile] = discover(self.roots, self.exclude)
         last = self.manifest.get_meta("last_sync")
@@ -293,4 +277,3 @@ class KnowledgeBase:
             size_bytes=sum(p.stat().st_size for p in self.config.index_dir.rglob("*") if p.is_file()),
             last_sync=float(last) if last else None, pending=diff_stats(disk, self.manifest.file_states()),
             errors=self.manifest.file_errors())
-

@@ -11,21 +11,18 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from pai_kb.errors import PaiKbError
+from pai_kb.errors import LLMError
+from pai_kb.urls import redacted
 
 # The client retries 429, 5xx and dropped connections itself, with exponential backoff.
 MAX_RETRIES = 2
-
-
-class LLMError(PaiKbError):
-    """The model endpoint could not produce an answer."""
 
 
 @dataclass(frozen=True)
 class LLMSettings:
     base_url: str
     model: str
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str | None = None  # no name, no key sent
     timeout: float = 60.0
     temperature: float = 0.1
 
@@ -35,8 +32,9 @@ class ChatModel:
         import openai
 
         self.settings = settings
-        # Local servers (Ollama, llama.cpp) need no key, but the client insists on one.
-        key = os.environ.get(settings.api_key_env) or "no-key"
+        # Local servers (Ollama, llama.cpp) need no key, but the client insists on one. A key is read only
+        # from the variable the person named for this endpoint (see Config.llm_api_key_env).
+        key = (os.environ.get(settings.api_key_env) if settings.api_key_env else None) or "no-key"
         self._client = openai.OpenAI(base_url=settings.base_url, api_key=key, timeout=settings.timeout,
                                      max_retries=MAX_RETRIES)
 
@@ -44,7 +42,7 @@ class ChatModel:
         import openai
 
         s = self.settings
-        where = f"LLM endpoint {s.base_url}"
+        where = f"LLM endpoint {redacted(s.base_url)}"
         try:
             stream = self._client.chat.completions.create(model=s.model, messages=list(messages),
                                                           temperature=s.temperature, stream=True)
@@ -53,7 +51,8 @@ class ChatModel:
                     if choice.delta and choice.delta.content:
                         yield choice.delta.content
         except openai.AuthenticationError as exc:
-            raise LLMError(f"{where} refused the API key (401): put a valid key in ${s.api_key_env}") from exc
+            fix = f"put a valid key in ${s.api_key_env}" if s.api_key_env else "set llm.api_key_env to the variable holding your key"
+            raise LLMError(f"{where} refused the API key (401): {fix}") from exc
         except openai.NotFoundError as exc:
             raise LLMError(f"{where} has no model '{s.model}' (404): set llm.model to one it serves") from exc
         except openai.APITimeoutError as exc:

@@ -11,18 +11,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pai_kb.keyword import fts_query
-from pai_kb.models import Chunk
+from pai_kb.models import Chunk, DocKey, Filters
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files(
-    doc_key TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
+    doc_key TEXT PRIMARY KEY, root TEXT NOT NULL, path TEXT NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
     content_hash TEXT NOT NULL, title TEXT, source_type TEXT, links TEXT, error TEXT,
     doc_date TEXT, copy_of TEXT, indexed_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks(
@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS orphans(id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS materialized(source TEXT PRIMARY KEY, note_path TEXT NOT NULL, written_hash TEXT NOT NULL);
 """
 # Part of the index fingerprint: a manifest written with another schema must be rebuilt, not read.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _TABLES = ("meta", "files", "chunks", "chunks_fts", "orphans", "materialized")
 _CHUNK_COLS = ("id, doc_key, ordinal, title, heading, text, line_start, line_end, tags, aliases, "
                "source_type, url, start_s, end_s")
@@ -56,19 +56,6 @@ class DocInfo:
     copy_of: str | None = None  # the inbox item a materialised note was written from
 
 
-@dataclass(frozen=True)
-class Filters:
-    """Search restrictions, applied identically to keyword and dense retrieval."""
-    types: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    path: str | None = None  # glob on the path relative to its root
-    since: str | None = None  # ISO date, inclusive
-
-    @property
-    def active(self) -> bool:
-        return bool(self.types or self.tags or self.path or self.since)
-
-
 def filter_sql(filters: Filters) -> tuple[str, list[str]]:
     """A WHERE fragment over `chunks c` joined with `files f`, and its parameters."""
     clauses: list[str] = []
@@ -82,7 +69,7 @@ def filter_sql(filters: Filters) -> tuple[str, list[str]]:
                        "OR lower(t.value) LIKE ? || '/%')")
         params.extend([tag.lower().lstrip("#")] * 2)
     if filters.path:
-        clauses.append("substr(c.doc_key, instr(c.doc_key, '/') + 1) GLOB ?")
+        clauses.append("f.path GLOB ?")
         params.append(filters.path)
     if filters.since:
         clauses.append("f.doc_date >= ?")
@@ -125,7 +112,13 @@ class Manifest:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        """Its own transaction: meta values are flags and records, each meaningful alone."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def delete_meta(self, key: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (key,))
 
     # -- files ----------------------------------------------------------------------------------
     def file_states(self) -> dict[str, FileState]:
@@ -157,9 +150,10 @@ class Manifest:
                        chunks: Sequence[Chunk], embed_hashes: Sequence[str]) -> None:
         """Replace a file's row and all its chunks; call inside `transaction()`."""
         self.delete_document(db, doc_key)
-        db.execute("INSERT INTO files(doc_key, mtime_ns, size, content_hash, title, source_type, links, error, "
-                   "doc_date, copy_of, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (doc_key, state.mtime_ns, state.size, state.content_hash, info.title, info.source_type,
+        key = DocKey.parse(doc_key)
+        db.execute("INSERT INTO files(doc_key, root, path, mtime_ns, size, content_hash, title, source_type, links, "
+                   "error, doc_date, copy_of, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (doc_key, key.root, key.path, state.mtime_ns, state.size, state.content_hash, info.title, info.source_type,
                     json.dumps(list(info.links)), info.error, info.date, info.copy_of, time.time()))
         for chunk, embed_hash in zip(chunks, embed_hashes):
             cur = db.execute(
@@ -176,6 +170,20 @@ class Manifest:
         db.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE doc_key = ?)", (doc_key,))
         db.execute("DELETE FROM chunks WHERE doc_key = ?", (doc_key,))
         db.execute("DELETE FROM files WHERE doc_key = ?", (doc_key,))
+
+    def touch(self, db: sqlite3.Connection, stats: Mapping[str, tuple[int, int]]) -> None:
+        """New (mtime_ns, size) for files whose content did not change; call inside `transaction()`."""
+        db.executemany("UPDATE files SET mtime_ns = ?, size = ? WHERE doc_key = ?",
+                       [(m, s, k) for k, (m, s) in stats.items()])
+
+    def forget_documents(self, db: sqlite3.Connection, doc_keys: Iterable[str]) -> list[str]:
+        """Drop files from the manifest and journal their chunk ids; returns the ids journalled."""
+        stale: list[str] = []
+        for key in doc_keys:
+            stale.extend(self.chunk_ids(key))
+            self.delete_document(db, key)
+        self.add_orphans(db, stale)
+        return stale
 
     # -- orphan journal -------------------------------------------------------------------------
     def add_orphans(self, db: sqlite3.Connection, ids: Iterable[str]) -> None:
@@ -233,6 +241,10 @@ class Manifest:
         rows = self._db.execute("SELECT doc_key, title, links FROM files")
         return {key: (title or "", json.loads(links or "[]")) for key, title, links in rows}
 
+    def titles(self) -> dict[str, str]:
+        """doc key -> title of every indexed file, for naming notes."""
+        return {key: title or "" for key, title in self._db.execute("SELECT doc_key, title FROM files")}
+
     def copy_groups(self, doc_keys: Sequence[str]) -> dict[str, str]:
         """doc key -> the key of the material it is a copy of (itself when it is no copy)."""
         keys = list(dict.fromkeys(doc_keys))
@@ -247,7 +259,7 @@ class Manifest:
 
     def inbox_items(self) -> list[tuple[str, str]]:
         """(doc key, content hash) of inbox clips and transcripts: what can be materialised."""
-        return list(self._db.execute("SELECT doc_key, content_hash FROM files WHERE doc_key LIKE 'inbox/%' "
+        return list(self._db.execute("SELECT doc_key, content_hash FROM files WHERE root = 'inbox' "
                                      "AND error IS NULL AND source_type IN ('webclip', 'transcript') ORDER BY doc_key"))
 
     def materialized(self, source: str) -> tuple[str, str] | None:
@@ -260,10 +272,10 @@ class Manifest:
 
     def recent(self, limit: int) -> list[dict[str, object]]:
         """Files most recently (re)indexed: what changed in the person's material lately."""
-        rows = self._db.execute("SELECT doc_key, title, source_type, doc_date, indexed_at FROM files "
+        rows = self._db.execute("SELECT root, path, title, source_type, doc_date, indexed_at FROM files "
                                 "WHERE error IS NULL ORDER BY indexed_at DESC, doc_key LIMIT ?", (limit,))
-        return [{"root": key.split("/", 1)[0], "path": key.split("/", 1)[1], "title": title, "source_type": kind,
-                 "date": date, "indexed_at": at} for key, title, kind, date, at in rows]
+        return [{"root": root, "path": path, "title": title, "source_type": kind, "date": date, "indexed_at": at}
+                for root, path, title, kind, date, at in rows]
 
     def counts(self) -> tuple[int, int]:
         files = self._db.execute("SELECT count(*) FROM files").fetchone()[0]
@@ -272,6 +284,17 @@ class Manifest:
 
     def all_chunk_ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT id FROM chunks")}
+
+    def all_chunks(self) -> list[Chunk]:
+        """Every chunk, in file and reading order: for checks and benchmarks that compare whole indexes."""
+        return [_chunk(r) for r in self._db.execute(f"SELECT {_CHUNK_COLS} FROM chunks ORDER BY doc_key, ordinal")]
+
+    def keyword_rows(self) -> int:
+        """Rows in the keyword index; equal to the number of chunks unless something is broken."""
+        return self._db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+
+    def source_types(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT doc_key, source_type FROM files"))
 
     def reset(self) -> None:
         """Drop everything, schema included, so a rebuild also upgrades an index of an older schema."""

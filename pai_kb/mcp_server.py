@@ -1,62 +1,105 @@
 """The Model Context Protocol server (`pai-kb mcp`, stdio): the knowledge base as tools any MCP-capable
 assistant can call. Results are the same JSON objects as the CLI's `--json`, citations included, so an
-assistant can quote and link back to the person's own files."""
+assistant can quote and link back to the person's own files.
+
+Library errors reach the client as tool errors carrying the CLI's one-line message (`_tool_errors`, the
+one place they are mapped), never as tracebacks; every tool only reads.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import functools
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+from pydantic import Field
 
 from pai_kb import render
+from pai_kb.errors import PaiKbError
 from pai_kb.kb import KnowledgeBase
-from pai_kb.manifest import Filters
-from pai_kb.server import _inside
+from pai_kb.models import Filters
 
 INSTRUCTIONS = ("Search and question the user's personal knowledge base: their Obsidian notes, saved web "
                 "clips and talk transcripts. Cite passages by path and lines (or URL and time) when you use them.")
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+F = TypeVar("F", bound=Callable[..., Any])
+
+Mode = Annotated[Literal["hybrid", "dense", "keyword"], Field(description="hybrid (default): keywords and meaning "
+                                                                          "fused; dense: meaning; keyword: exact words")]
+SourceType = Annotated[Literal["note", "webclip", "transcript", "pdf"] | None,
+                       Field(description="only this kind of material")]
+Tag = Annotated[str | None, Field(description="only material with this tag (without '#'), nested tags included")]
+PathGlob = Annotated[str | None, Field(description="only paths matching this glob, e.g. 'Projects/*'")]
+Since = Annotated[str | None, Field(description="only material dated on or after this day, YYYY-MM-DD",
+                                   pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+def _tool_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PaiKbError as exc:
+            raise ToolError(str(exc)) from None
+    return wrapper  # type: ignore[return-value]
 
 
 def build(kb: KnowledgeBase) -> MCPServer:
-    server = MCPServer("pai-kb", instructions=INSTRUCTIONS)
+    server = MCPServer("pai-kb", instructions=INSTRUCTIONS, version=version("pai-kb"), log_level="WARNING")
+    vault = kb.config.vault.name
 
-    @server.tool()
-    def search_notes(query: str, k: int = 8, mode: str = "hybrid", type: str | None = None, tag: str | None = None,
-                     path: str | None = None, since: str | None = None) -> dict[str, Any]:
+    @server.tool(annotations=READ_ONLY)
+    @_tool_errors
+    def search_notes(query: Annotated[str, Field(min_length=1, max_length=2000, description="what to look for")],
+                     k: Annotated[int, Field(ge=1, le=50, description="passages to return")] = 8,
+                     mode: Mode = "hybrid", type: SourceType = None, tag: Tag = None, path: PathGlob = None,
+                     since: Since = None) -> dict[str, Any]:
         """Find passages in the user's notes, web clips and transcripts that answer a query. Returns ranked
         passages with their text and a citation: file path, heading, line range, and for clips the URL, for
-        transcripts the start time in seconds. mode: hybrid (default), dense or keyword; type: note,
-        webclip, transcript or pdf; tag: a tag without '#'; path: a glob; since: YYYY-MM-DD."""
-        filters = Filters(types=(type,) if type else (), tags=(tag,) if tag else (), path=path, since=since)
-        hits = kb.search(query, k=max(1, min(k, 50)), mode=mode, filters=filters)
-        return json.loads(render.search_json(query, hits, vault=kb.config.vault.name, mode=mode, k=k))
+        transcripts the start time in seconds."""
+        filters = Filters.of((type,) if type else (), (tag,) if tag else (), path, since)
+        hits = kb.search(query, k=k, mode=mode, filters=filters)
+        return render.search_dict(query, hits, vault=vault, mode=mode, k=k)
 
-    @server.tool()
-    def ask(question: str, k: int = 8) -> dict[str, Any]:
+    @server.tool(annotations=READ_ONLY)
+    @_tool_errors
+    def ask(question: Annotated[str, Field(min_length=1, max_length=2000, description="the question")],
+            k: Annotated[int, Field(ge=1, le=30, description="passages to retrieve")] = 8) -> dict[str, Any]:
         """Answer a question from the user's own material only, with numbered citations that were checked
         against the passages used. 'abstained' is true when the notes hold nothing relevant; 'grounded' is
         false when the answer cites nothing. Without a configured language model the answer is the best
         passages, labelled as such."""
-        return render.answer_dict(kb.ask(question, k=max(1, min(k, 30))), kb.config.vault.name)
+        return render.answer_dict(kb.ask(question, k=k), vault)
 
-    @server.tool()
-    def get_note(path: str, root: str = "vault") -> dict[str, Any]:
-        """The full text of one note or inbox file, by its path relative to the vault (root='vault') or
-        the inbox (root='inbox'), as given in search results."""
-        target = _inside(kb.roots[root] if root in kb.roots else kb.config.vault, path, root, kb.exclude)
-        return {"root": root, "path": path, "text": target.read_text(encoding="utf-8", errors="replace")}
+    @server.tool(annotations=READ_ONLY)
+    @_tool_errors
+    def get_note(path: Annotated[str, Field(min_length=1, description="a path as given in search results, or a "
+                                                                      "note title; ':12-30' picks lines")],
+                 root: Annotated[Literal["vault", "inbox"] | None,
+                                 Field(description="'vault' or 'inbox' when path is a path; omit to look the "
+                                                   "name up in the index")] = None) -> dict[str, Any]:
+        """The text of one note or inbox file (or a range of its lines), by its path relative to the vault or
+        the inbox, or by its title. An unknown name comes back with close matches to try."""
+        return render.note_dict(kb.note(path, root=root))
 
-    @server.tool()
-    def related_notes(note: str, k: int = 10, new_only: bool = False) -> dict[str, Any]:
-        """Notes most related to a note (its path or title), best first; new_only leaves out the notes it
-        already links to, to suggest new connections."""
-        return json.loads(render.related_json(note, kb.related(note, k=max(1, min(k, 50)), new_only=new_only)))
+    @server.tool(annotations=READ_ONLY)
+    @_tool_errors
+    def related_notes(note: Annotated[str, Field(min_length=1, description="a note's path or title")],
+                      k: Annotated[int, Field(ge=1, le=50, description="notes to return")] = 10,
+                      new_only: Annotated[bool, Field(description="leave out notes it already links to")] = False,
+                      ) -> dict[str, Any]:
+        """Notes most related to a note, best first; new_only suggests new connections."""
+        return render.related_dict(note, kb.related(note, k=k, new_only=new_only))
 
-    @server.tool()
-    def recent_changes(limit: int = 20) -> dict[str, Any]:
+    @server.tool(annotations=READ_ONLY)
+    @_tool_errors
+    def recent_changes(limit: Annotated[int, Field(ge=1, le=200, description="files to list")] = 20) -> dict[str, Any]:
         """The files most recently added to or updated in the knowledge base, newest first."""
-        return {"files": kb.manifest.recent(max(1, min(limit, 200)))}
+        return {"files": kb.recent(limit)}
 
     return server
 

@@ -2,11 +2,68 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 SOURCE_TYPES = ("note", "webclip", "transcript", "pdf")
+# More filters than this is not a person's query; bounding them keeps the SQL they become small.
+MAX_FILTERS = 32
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+ROOTS = ("vault", "inbox")
+
+
+@dataclass(frozen=True)
+class DocKey:
+    """A file's identity in the index: which root it is under and its POSIX path there. Stored as the
+    string `root/path`; this is the one place that string is built and taken apart."""
+
+    root: str
+    path: str
+
+    @classmethod
+    def parse(cls, key: str) -> "DocKey":
+        root, _, path = key.partition("/")
+        return cls(root, path)
+
+    def __str__(self) -> str:
+        return f"{self.root}/{self.path}"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Search restrictions, applied identically to keyword and dense retrieval."""
+    types: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    path: str | None = None  # glob on the path relative to its root
+    since: str | None = None  # ISO date, inclusive
+
+    @property
+    def active(self) -> bool:
+        return bool(self.types or self.tags or self.path or self.since)
+
+    @classmethod
+    def of(cls, types: Sequence[str] = (), tags: Sequence[str] = (), path: str | None = None,
+           since: str | None = None) -> "Filters":
+        """Filters from what a person or client sent, checked: the one way every interface builds them."""
+        from pai_kb.errors import InvalidRequest
+
+        unknown = [t for t in types if t not in SOURCE_TYPES]
+        if unknown:
+            raise InvalidRequest(f"unknown type '{unknown[0]}'; use one of {', '.join(SOURCE_TYPES)}")
+        if len(types) + len(tags) > MAX_FILTERS:
+            raise InvalidRequest(f"at most {MAX_FILTERS} type and tag filters may be given")
+        if since is not None and not _ISO_DATE.fullmatch(since):
+            raise InvalidRequest(f"since '{since}' is not a date like 2024-01-31")
+        return cls(tuple(dict.fromkeys(types)), tuple(dict.fromkeys(t.lstrip("#") for t in tags)), path or None,
+                   since)
+
+
+def timestamp(seconds: float) -> str:
+    """`HH:MM:SS`, the form citations and transcript notes show a time in."""
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 @dataclass(frozen=True)
@@ -40,7 +97,7 @@ class Document:
 
     @property
     def key(self) -> str:
-        return f"{self.root}/{self.path}"
+        return str(DocKey(self.root, self.path))
 
 
 @dataclass(frozen=True)
@@ -63,11 +120,11 @@ class Chunk:
 
     @property
     def root(self) -> str:
-        return self.doc_key.split("/", 1)[0]
+        return DocKey.parse(self.doc_key).root
 
     @property
     def path(self) -> str:
-        return self.doc_key.split("/", 1)[1]
+        return DocKey.parse(self.doc_key).path
 
 
 @dataclass(frozen=True)
@@ -75,3 +132,6 @@ class Hit:
     chunk: Chunk
     score: float
     rank: int
+    # Cosine similarity of the query to this chunk when the dense arm saw it: `ask` decides whether to
+    # abstain from it, so the question is never encoded or the vectors fetched a second time.
+    similarity: float | None = None

@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from pai_kb.errors import PaiKbError
 from pai_kb.manifest import Manifest
+from pai_kb.models import DocKey
+from pai_kb.notes import resolve_note
 from pai_kb.store import VectorStore
 
 _NEIGHBOURS = 30
@@ -24,24 +25,12 @@ class RelatedNote:
     linked: bool  # the note already links to it
 
     @property
+    def key(self) -> DocKey:
+        return DocKey.parse(self.doc_key)
+
+    @property
     def path(self) -> str:
-        return self.doc_key.split("/", 1)[1]
-
-
-def resolve_note(name: str, documents: Mapping[str, tuple[str, list[str]]]) -> str:
-    """A doc key from what a person would type: a path (with or without root or `.md`) or a title."""
-    wanted = name.strip().removesuffix(".md").lower()
-    for key, (title, _) in documents.items():
-        path = key.split("/", 1)[1]
-        if wanted in (key.lower().removesuffix(".md"), path.lower().removesuffix(".md")):
-            return key
-    matches = [k for k, (title, _) in documents.items()
-               if wanted in (title.lower(), PurePosixPath(k).stem.lower())]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise PaiKbError(f"'{name}' matches several notes ({', '.join(sorted(matches)[:5])}); give the path")
-    raise PaiKbError(f"note '{name}' is not in the index: give its path relative to the vault, or run pai-kb index")
+        return self.key.path
 
 
 def linked_keys(links: Sequence[str], documents: Mapping[str, tuple[str, list[str]]]) -> set[str]:
@@ -49,7 +38,7 @@ def linked_keys(links: Sequence[str], documents: Mapping[str, tuple[str, list[st
     by_stem: dict[str, str] = {}
     by_path: dict[str, str] = {}
     for key in documents:
-        path = key.split("/", 1)[1].removesuffix(".md").lower()
+        path = DocKey.parse(key).path.removesuffix(".md").lower()
         by_path[path] = key
         by_stem.setdefault(PurePosixPath(path).name, key)
     out = set()
@@ -63,7 +52,7 @@ def linked_keys(links: Sequence[str], documents: Mapping[str, tuple[str, list[st
 
 def related(manifest: Manifest, store: VectorStore, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
     documents = manifest.documents()
-    key = resolve_note(note, documents)
+    key = resolve_note(note, {k: title for k, (title, _) in documents.items()})
     linked = linked_keys(documents[key][1], documents)
     own = manifest.chunk_ids(key)
     best: dict[str, float] = {}

@@ -12,12 +12,13 @@ from typing import Any
 
 from typing import TYPE_CHECKING
 
-from pai_kb.models import Chunk, Hit
+from pai_kb.models import Chunk, DocKey, Hit, timestamp
 
 if TYPE_CHECKING:  # types only: a search through a running server must not import the whole library
     from pai_kb.answer import Answer, Source
     from pai_kb.evaluation import ModeFigures
     from pai_kb.kb import Status
+    from pai_kb.notes import NoteText
     from pai_kb.related import RelatedNote
     from pai_kb.sync import SyncReport
 
@@ -46,15 +47,20 @@ def hit_dict(hit: Hit, vault: str | None = None) -> dict[str, Any]:
     }
 
 
-def search_json(query: str, hits: Sequence[Hit], vault: str | None = None, **echo: Any) -> str:
-    return json.dumps({"query": query, **echo, "results": [hit_dict(h, vault) for h in hits]}, ensure_ascii=False)
+def search_dict(query: str, hits: Sequence[Hit], vault: str | None = None, **echo: Any) -> dict[str, Any]:
+    return {"query": query, **echo, "results": [hit_dict(h, vault) for h in hits]}
+
+
+def dumps(payload: Any) -> str:
+    """The one JSON form every `--json` prints."""
+    return json.dumps(payload, ensure_ascii=False)
 
 
 def hits_from_json(payload: dict[str, Any]) -> list[Hit]:
     """Results as a server returned them, back into hits, so remote and local searches print alike."""
     hits = []
     for r in payload.get("results", []):
-        chunk = Chunk(id=r["chunk_id"], doc_key=f"{r['root']}/{r['path']}", ordinal=0, title=r["title"],
+        chunk = Chunk(id=r["chunk_id"], doc_key=str(DocKey(r["root"], r["path"])), ordinal=0, title=r["title"],
                       heading=r["heading"], text=r["text"], embed_text="", line_start=r["line_start"],
                       line_end=r["line_end"], tags=tuple(r["tags"]), source_type=r["source_type"], url=r["url"],
                       start_s=r["start_s"], end_s=r["end_s"])
@@ -86,19 +92,14 @@ def citation(hit: Hit) -> str:
     return f"{where} {c.url}" if c.url else where
 
 
-def timestamp(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def report_text(report: SyncReport) -> str:
     return (f"{report.added} added, {report.updated} updated, {report.moved} moved, {report.removed} removed, "
             f"{report.unchanged} unchanged, {report.skipped} skipped files; {report.chunks_embedded} chunks "
             f"embedded, {report.chunks_reused} reused, {report.chunks_total} in index; {report.seconds:.2f} s")
 
 
-def report_json(report: SyncReport) -> str:
-    return json.dumps(vars(report), ensure_ascii=False)
+def report_dict(report: SyncReport) -> dict[str, Any]:
+    return dict(vars(report))
 
 
 def status_dict(status: Status) -> dict[str, Any]:
@@ -133,10 +134,10 @@ def _iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds") if ts else None
 
 
-def related_json(note: str, notes: Sequence[RelatedNote]) -> str:
-    results = [{"rank": i, "score": round(n.score, 6), "path": n.path, "root": n.doc_key.split("/", 1)[0],
+def related_dict(note: str, notes: Sequence[RelatedNote]) -> dict[str, Any]:
+    results = [{"rank": i, "score": round(n.score, 6), "path": n.path, "root": n.key.root,
                 "title": n.title, "linked": n.linked} for i, n in enumerate(notes, start=1)]
-    return json.dumps({"note": note, "results": results}, ensure_ascii=False)
+    return {"note": note, "results": results}
 
 
 def related_text(notes: Sequence[RelatedNote]) -> str:
@@ -146,8 +147,8 @@ def related_text(notes: Sequence[RelatedNote]) -> str:
                      for i, n in enumerate(notes, start=1))
 
 
-def eval_json(figures: Sequence[ModeFigures], judged: int) -> str:
-    return json.dumps({"queries": judged, "modes": [vars(f) for f in figures]})
+def eval_dict(figures: Sequence[ModeFigures], judged: int) -> dict[str, Any]:
+    return {"queries": judged, "modes": [vars(f) for f in figures]}
 
 
 def eval_text(figures: Sequence[ModeFigures], judged: int) -> str:
@@ -177,22 +178,17 @@ def source_citation(source: Source) -> str:
 
 
 def answer_dict(answer: Answer, vault: str | None = None) -> dict[str, Any]:
-    shown = [s for s in answer.sources if s.n in answer.cited] if answer.cited else answer.sources
     return {
         "question": answer.question, "answer": answer.text, "grounded": answer.grounded,
         "citations": [{"n": s.n, "path": s.first.path, "root": s.first.root, "heading": s.first.heading,
                        "line_start": s.line_start, "line_end": s.line_end, "url": s.first.url,
                        "start_s": s.first.start_s, "chunk_id": s.first.id,
                        "chunk_ids": [c.id for c in s.chunks],
-                       "obsidian_uri": obsidian_uri(vault, s.first)} for s in shown],
+                       "obsidian_uri": obsidian_uri(vault, s.first)} for s in answer.shown],
         "model": answer.model, "abstained": answer.abstained, "extractive": answer.extractive,
         "invalid_citations": answer.invalid,
         "best_similarity": None if answer.best_similarity is None else round(answer.best_similarity, 4),
     }
-
-
-def answer_json(answer: Answer, vault: str | None = None) -> str:
-    return json.dumps(answer_dict(answer, vault), ensure_ascii=False)
 
 
 def answer_text(answer: Answer, streamed: bool, vault: str | None = None, links: bool = False) -> str:
@@ -204,9 +200,13 @@ def answer_text(answer: Answer, streamed: bool, vault: str | None = None, links:
         lines.append(f"(removed citations to sources that were not given: {', '.join(f'[{n}]' for n in answer.invalid)})")
     if not answer.grounded and not answer.abstained:
         lines.append("(not grounded: the answer cites none of your notes; treat it with care)")
-    shown = [s for s in answer.sources if s.n in answer.cited] if answer.cited else answer.sources
-    if shown:
+    if answer.shown:
         lines.append("\nSources:" if not answer.abstained else "\nClosest passages:")
         lines.extend(f"[{s.n}] {hyperlink(source_citation(s), obsidian_uri(vault, s.first) if links else None)}"
-                     f"  ({s.first.heading})" for s in shown)
+                     f"  ({s.first.heading})" for s in answer.shown)
     return "\n".join(lines)
+
+
+def note_dict(note: NoteText) -> dict[str, Any]:
+    return {"root": note.root, "path": note.path, "line_start": note.line_start, "line_end": note.line_end,
+            "size": note.size, "mtime": note.mtime, "text": note.text}

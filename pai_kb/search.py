@@ -3,17 +3,20 @@
 Hybrid ranks by reciprocal rank fusion (k=60, equal weights, as published): it needs no calibration
 between cosine similarities and BM25 scores, which live on unrelated scales, and weights tuned on one
 benchmark's test queries would only overfit it. Results are hydrated from the manifest, so a vector the
-manifest does not know (left by an interrupted run) is never returned.
+manifest does not know (left by an interrupted run) is never returned. Each hit carries its dense
+cosine similarity when the dense arm saw it: `ask` decides from it whether the notes cover a question.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from pai_kb.embeddings import Encoder
-from pai_kb.manifest import Filters, Manifest
-from pai_kb.models import Chunk, Hit
+from pai_kb.errors import InvalidRequest
+from pai_kb.manifest import Manifest
+from pai_kb.models import Chunk, Filters, Hit
 from pai_kb.store import VectorStore
 
 MODES = ("hybrid", "dense", "keyword")
@@ -71,21 +74,27 @@ class Retriever:
 
     def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
                filters: Filters = Filters()) -> list[Hit]:
+        if mode not in MODES:
+            raise InvalidRequest(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
         # per_note caps and overlap removal discard candidates, so fetch deeper when they will.
         depth = max(_CANDIDATES, k * 3)
+        similarity: dict[str, float] = {}
         if mode == "keyword":
             ranked = self.manifest.keyword_search(query, depth, filters)
         elif mode == "dense":
             ranked = self._dense(query, depth, filters)
+            similarity = dict(ranked)
         else:
             # The keyword query runs in SQLite while the model encodes: both release the GIL.
             with ThreadPoolExecutor(max_workers=1) as pool:
                 keyword = pool.submit(self.manifest.keyword_search, query, depth, filters)
-                dense = [i for i, _ in self._dense(query, depth, filters)]
-                ranked = rrf([dense, [i for i, _ in keyword.result()]])
+                dense = self._dense(query, depth, filters)
+                similarity = dict(dense)
+                ranked = rrf([[i for i, _ in dense], [i for i, _ in keyword.result()]])
         chunks = self.manifest.get_chunks([i for i, _ in ranked])
         groups = self.manifest.copy_groups([c.doc_key for c in chunks.values()])
-        return select([(chunks[i], s) for i, s in ranked if i in chunks], k, per_note, groups)
+        hits = select([(chunks[i], s) for i, s in ranked if i in chunks], k, per_note, groups)
+        return [replace(h, similarity=similarity.get(h.chunk.id)) for h in hits]
 
     def _dense(self, query: str, depth: int, filters: Filters) -> list[tuple[str, float]]:
         allowed = self.manifest.filtered_ids(filters) if filters.active else None

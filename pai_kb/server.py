@@ -1,8 +1,11 @@
 """The HTTP API: the same library calls as the CLI, as JSON over HTTP (FastAPI + uvicorn).
 
 Bound to 127.0.0.1 by default. A bearer token (`PAI_KB_TOKEN`) is required whenever the server binds to
-anything but loopback, and enforced on loopback too when set. `/notes/{path}` serves only files inside
-the configured roots that pai-kb would index: no `..`, no absolute paths, no symlinks out.
+anything but loopback, and enforced on loopback too when set. `/notes/{path}` serves only what
+`pai_kb.notes` allows. Library errors become HTTP statuses by type, in `STATUS` and nowhere else.
+
+The server announces itself (`INDEX/server.json`, which the CLI reads to send searches here) only once
+its socket listens and the app has started, so a CLI never finds a server that cannot answer yet.
 """
 
 from __future__ import annotations
@@ -11,26 +14,33 @@ import hmac
 import ipaddress
 import json
 import signal
+import socket
 import sys
 import threading
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
+import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from pai_kb import render
 from pai_kb.client import advertised
-from pai_kb.errors import ConfigError, PaiKbError
+from pai_kb.errors import (ConfigError, IndexLockedError, IndexMismatchError, InvalidRequest, LLMError,
+                           NoteNotFound, PaiKbError)
 from pai_kb.kb import KnowledgeBase
-from pai_kb.manifest import Filters
-from pai_kb.models import SOURCE_TYPES
-from pai_kb.sources import is_candidate
+from pai_kb.models import Filters
 
 MAX_K = 100
 MAX_BODY_BYTES = 64 * 1024
+Mode = Literal["hybrid", "dense", "keyword"]
+Date = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+# Library error type -> HTTP status; the most specific type listed first wins.
+STATUS: tuple[tuple[type[PaiKbError], int], ...] = (
+    (InvalidRequest, 400), (NoteNotFound, 404), (LLMError, 502), (IndexMismatchError, 409),
+    (IndexLockedError, 409), (ConfigError, 400), (PaiKbError, 500),
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -45,12 +55,12 @@ def is_loopback(host: str) -> bool:
 class SearchBody(BaseModel):
     query: str = Field(min_length=1, max_length=2000)
     k: int = Field(10, ge=1, le=MAX_K)
-    mode: str = Field("hybrid", pattern="^(hybrid|dense|keyword)$")
+    mode: Mode = "hybrid"
     per_note: int | None = Field(None, ge=1)
     types: list[str] = []
     tags: list[str] = []
     path: str | None = None
-    since: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    since: str | None = Date
 
 
 class AskBody(BaseModel):
@@ -61,12 +71,24 @@ class AskBody(BaseModel):
     types: list[str] = []
     tags: list[str] = []
     path: str | None = None
-    since: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    since: str | None = Date
+
+
+def status_of(exc: PaiKbError) -> int:
+    return next(code for kind, code in STATUS if isinstance(exc, kind))
 
 
 def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
-    app = FastAPI(title="pai-kb", version="1", description="Search and ask your own notes, clips and transcripts.")
+    # /docs and /redoc load their scripts from a CDN, so offline they are blank pages: off. The OpenAPI
+    # document itself is served at /openapi.json.
+    app = FastAPI(title="pai-kb", version=_version(), docs_url=None, redoc_url=None,
+                  description="Search and ask your own notes, clips and transcripts.")
     lock = threading.Lock()  # one KnowledgeBase: one request at a time touches it
+    vault = kb.config.vault.name
+
+    @app.exception_handler(PaiKbError)
+    async def library_error(request: Request, exc: PaiKbError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
@@ -82,14 +104,9 @@ def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
             raise HTTPException(401, "missing or wrong bearer token (PAI_KB_TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with lock:
-            try:
-                return fn(*args, **kwargs)
-            except ConfigError as exc:
-                raise HTTPException(400, str(exc)) from exc
-            except PaiKbError as exc:
-                raise HTTPException(502 if "LLM endpoint" in str(exc) else 400, str(exc)) from exc
+            return fn(*args, **kwargs)
 
     guard = [Depends(authorised)]
 
@@ -103,7 +120,7 @@ def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
 
     @app.get("/search", dependencies=guard)
     def search_get(q: str = Query(min_length=1, max_length=2000), k: int = Query(10, ge=1, le=MAX_K),
-                   mode: str = Query("hybrid", pattern="^(hybrid|dense|keyword)$"), per_note: int | None = Query(None, ge=1),
+                   mode: Mode = "hybrid", per_note: int | None = Query(None, ge=1),
                    type: list[str] = Query([]), tag: list[str] = Query([]), path: str | None = None,
                    since: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$")) -> dict[str, Any]:
         return search_post(SearchBody(query=q, k=k, mode=mode, per_note=per_note, types=type, tags=tag,
@@ -111,50 +128,34 @@ def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
 
     @app.post("/search", dependencies=guard)
     def search_post(body: SearchBody) -> dict[str, Any]:
-        filters = _filters(body.types, body.tags, body.path, body.since)
+        filters = Filters.of(body.types, body.tags, body.path, body.since)
         hits = call(kb.search, body.query, k=body.k, mode=body.mode, per_note=body.per_note, filters=filters)
-        return json.loads(render.search_json(body.query, hits, vault=kb.config.vault.name, mode=body.mode, k=body.k, per_note=body.per_note,
-                                             filters=vars(filters)))
+        return render.search_dict(body.query, hits, vault=vault, mode=body.mode, k=body.k, per_note=body.per_note,
+                                  filters=vars(filters))
 
     @app.post("/ask", dependencies=guard)
     def ask(body: AskBody) -> Any:
-        filters = _filters(body.types, body.tags, body.path, body.since)
+        filters = Filters.of(body.types, body.tags, body.path, body.since)
         if not body.stream:
             answer = call(kb.ask, body.question, k=body.k, filters=filters, use_llm=not body.no_llm)
-            return render.answer_dict(answer, kb.config.vault.name)
+            return render.answer_dict(answer, vault)
         return StreamingResponse(_sse(kb, lock, body, filters), media_type="text/event-stream")
 
     @app.get("/notes/{path:path}", dependencies=guard)
-    def note(path: str, root: str = Query("vault", pattern="^(vault|inbox)$")) -> dict[str, Any]:
-        target = _inside(kb.roots[root], path, root, kb.exclude)
-        stat = target.stat()
-        return {"root": root, "path": path, "size": stat.st_size, "mtime": stat.st_mtime,
-                "text": target.read_text(encoding="utf-8", errors="replace")}
+    def note(path: str, root: str | None = None) -> dict[str, Any]:
+        return render.note_dict(call(kb.note, path, root=root))
 
     @app.get("/related", dependencies=guard)
     def related(note: str = Query(min_length=1), k: int = Query(10, ge=1, le=MAX_K), new_only: bool = False) -> dict[str, Any]:
-        return json.loads(render.related_json(note, call(kb.related, note, k=k, new_only=new_only)))
+        return render.related_dict(note, call(kb.related, note, k=k, new_only=new_only))
 
     return app
 
 
-def _filters(types: list[str], tags: list[str], path: str | None, since: str | None) -> Filters:
-    unknown = [t for t in types if t not in SOURCE_TYPES]
-    if unknown:
-        raise HTTPException(400, f"unknown type {unknown[0]!r}; use one of {', '.join(SOURCE_TYPES)}")
-    return Filters(types=tuple(types), tags=tuple(tags), path=path, since=since)
+def _version() -> str:
+    from importlib.metadata import version
 
-
-def _inside(root: Path, path: str, root_name: str, exclude: tuple[str, ...]) -> Path:
-    """The file at `path` under `root`, or an HTTP error: 400 for paths that try to leave the root,
-    404 for anything that is not an indexable file inside it."""
-    parts = Path(path).parts
-    if not path or Path(path).is_absolute() or ".." in parts or "\x00" in path:
-        raise HTTPException(400, "path must be relative to the vault or inbox, without '..'")
-    target = (root / path).resolve()
-    if not target.is_relative_to(root.resolve()) or not target.is_file() or not is_candidate(path, exclude, root_name):
-        raise HTTPException(404, f"no note at {path!r}")
-    return target
+    return version("pai-kb")
 
 
 def _sse(kb: KnowledgeBase, lock: threading.Lock, body: AskBody, filters: Filters) -> Iterator[str]:
@@ -169,7 +170,7 @@ def _sse(kb: KnowledgeBase, lock: threading.Lock, body: AskBody, filters: Filter
             try:
                 answer = kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm,
                                 on_token=lambda t: events.put(("token", json.dumps(t))))
-                events.put(("answer", render.answer_json(answer, kb.config.vault.name)))
+                events.put(("answer", render.dumps(render.answer_dict(answer, kb.config.vault.name))))
             except PaiKbError as exc:
                 events.put(("error", json.dumps(str(exc))))
             finally:
@@ -180,16 +181,45 @@ def _sse(kb: KnowledgeBase, lock: threading.Lock, body: AskBody, filters: Filter
         yield f"event: {item[0]}\ndata: {item[1]}\n\n"
 
 
-def serve(kb: KnowledgeBase, host: str, port: int, token: str | None) -> None:
-    import uvicorn
-
+def listen(host: str, port: int, token: str | None) -> socket.socket:
+    """The listening socket, bound before anything else starts, so a refused bind is one clear error."""
     if not is_loopback(host) and not token:
         raise ConfigError(f"refusing to serve on {host} without a token: set PAI_KB_TOKEN, or bind to 127.0.0.1")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): pick another --port or stop "
+                          "what uses it") from None
+    return sock
+
+
+def serve(kb: KnowledgeBase, sock: socket.socket, token: str | None) -> None:
+    """Serve on an already listening socket (see `listen`) until stopped."""
     kb.check_vault()
-    local = "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") or is_loopback(host) else host
+    host, port = sock.getsockname()[:2]
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") or is_loopback(host) else host
     if threading.current_thread() is threading.main_thread():
         # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through SystemExit instead lets
         # the server record be removed on the way out.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with advertised(kb.config.index_dir, f"http://{local}:{port}"):
-        uvicorn.run(create_app(kb, token), host=host, port=port, log_level="warning")
+    with advertised(kb.config.index_dir, f"http://{local}:{port}") as announce:
+        server = _Announcing(uvicorn.Config(create_app(kb, token), log_level="warning"), announce)
+        server.run(sockets=[sock])
+
+
+class _Announcing(uvicorn.Server):
+    """A uvicorn server that calls `on_ready` once it accepts requests, not before."""
+
+    def __init__(self, config: Any, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            self._on_ready()

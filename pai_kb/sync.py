@@ -1,28 +1,37 @@
-"""Plan, then apply: bring the index to exactly the state of the files on disk.
+"""Plan, then apply: bring the index to exactly the state of the files on disk, and the owner of the
+whole crash-safety protocol.
 
-`diff_stats` and `make_plan` are pure: they compare what is on disk with the manifest and say what to
-do. `Syncer.apply` does it in batches, in an order that keeps the index repairable after a crash at
-any instant: vector ids are journalled before they reach Chroma, the manifest commits a file's
-chunks only after their vectors are stored, and stale vectors are deleted only after the manifest
-stopped pointing at them. The next run deletes whatever the journal lists that the manifest lacks.
+`diff_stats`, `removal_refusal` and `make_plan` are pure: they compare what is on disk with the
+manifest and say what to do. `Syncer.run` is the one entry, and the protocol reads top to bottom here:
+
+1. Repair first. The journal (`orphans`) lists vector ids that may be in the store without the manifest
+   pointing at them; those are deleted. When the last run did not finish (`dirty` flag), every id of
+   the store and the manifest is compared: stray vectors go, files whose vectors are missing are
+   forgotten so the plan indexes them again.
+2. Apply in batches, in an order that keeps the index repairable after a crash at any instant: vector
+   ids are journalled before they reach the store, the manifest commits a file's chunks only after
+   their vectors are stored, and stale vectors are journalled in the same transaction that stops the
+   manifest pointing at them, then dropped (`_drop_vectors`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pai_kb.chunking import chunk_document
 from pai_kb.config import Config
 from pai_kb.embeddings import Embedder
-from pai_kb.errors import SourceError
+from pai_kb.errors import FileTooLarge, MassRemoval, SourceError
 from pai_kb.loaders import load_bytes, read_file, read_sidecar
 from pai_kb.loaders.frontmatter import document_date
 from pai_kb.manifest import DocInfo, FileState, Manifest
-from pai_kb.models import Chunk, Document
-from pai_kb.sources import SourceFile
+from pai_kb.models import Chunk, DocKey, Document
+from pai_kb.sources import SourceFile, discover
 from pai_kb.store import VectorStore
 
 Progress = Callable[[int, int], None]
@@ -67,6 +76,7 @@ class SyncReport:
     seconds: float = 0.0
     repaired: int = 0
     warnings: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # "added vault/a.md", ...: what logs name
 
 
 def diff_stats(disk: Mapping[str, SourceFile], indexed: Mapping[str, FileState]) -> StatDiff:
@@ -81,6 +91,35 @@ def diff_stats(disk: Mapping[str, SourceFile], indexed: Mapping[str, FileState])
             unchanged += 1
     deleted = [key for key in indexed if key not in disk]
     return StatDiff(tuple(sorted(new)), tuple(sorted(changed)), tuple(sorted(deleted)), unchanged)
+
+
+# A sync may remove at most this share of the indexed files (when it removes more than _REMOVAL_FLOOR)
+# without --allow-removal: more almost always means a folder vanished (an unmounted drive, a sync client
+# mid-way, a typo in exclude), and re-embedding a whole vault afterwards costs an hour.
+_REMOVAL_SHARE = 0.5
+_REMOVAL_FLOOR = 20
+
+
+def removal_refusal(diff: StatDiff, indexed_count: int, roots: Mapping[str, Path]) -> str | None:
+    """Why this diff must not be applied without the person's say-so, or None when it is safe."""
+    deleted = len(diff.deleted)
+    if not deleted:
+        return None
+    for name, root in roots.items():
+        gone = sum(1 for key in diff.deleted if DocKey.parse(key).root == name)
+        if gone and not _has_entries(root):
+            state = "is missing" if not root.exists() else "is empty"
+            return f"the {name} folder {root} {state}, which would remove {gone} indexed files"
+    if deleted > _REMOVAL_FLOOR and deleted > indexed_count * _REMOVAL_SHARE:
+        return f"{deleted} of {indexed_count} indexed files are gone from disk"
+    return None
+
+
+def _has_entries(root: Path) -> bool:
+    try:
+        return root.is_dir() and any(True for _ in root.iterdir())
+    except OSError:
+        return False
 
 
 def make_plan(diff: StatDiff, hashes: Mapping[str, str], indexed: Mapping[str, FileState]) -> Plan:
@@ -126,7 +165,7 @@ class _Work:
 def _info(work: _Work) -> DocInfo:
     fallback = dt.datetime.fromtimestamp(work.state.mtime_ns / 1e9).date().isoformat()
     if work.doc is None:
-        return DocInfo(work.key.rsplit("/", 1)[-1], date=fallback, error=work.error)
+        return DocInfo(DocKey.parse(work.key).path.rsplit("/", 1)[-1], date=fallback, error=work.error)
     doc = work.doc
     source = doc.metadata.get("pai-kb-source")
     copy_of = source if isinstance(source, str) and source.startswith("inbox/") else None
@@ -150,16 +189,84 @@ class Syncer:
             self._store = self._store_factory()
         return self._store
 
+    def run(self, roots: Mapping[str, Path], exclude: tuple[str, ...], progress: Progress | None = None,
+            allow_removal: bool = False) -> SyncReport:
+        """Repair what an interrupted run left, then one plan-then-apply pass. The caller holds
+        `writer_lock`. A stopped pass leaves a consistent index that the next pass completes."""
+        started = time.perf_counter()
+        report = SyncReport(repaired=self._repair())
+        disk = discover(roots, exclude)
+        indexed = self.manifest.file_states()
+        diff = diff_stats(disk, indexed)
+        refusal = None if allow_removal else removal_refusal(diff, len(indexed), roots)
+        if refusal:
+            raise MassRemoval(f"refusing to sync: {refusal}; nothing was removed. Mount or restore it, or run "
+                              "`pai-kb index --allow-removal` if the files really are gone")
+        data, hashes = self.read(disk, diff.new + diff.changed, report)
+        plan = make_plan(diff, hashes, indexed)
+        report.unchanged = plan.unchanged + len(plan.touch)
+        if not plan.empty:
+            self.manifest.set_meta("dirty", "1")
+            self.apply(plan, disk, data, hashes, report, progress)
+        self.manifest.set_meta("last_sync", str(time.time()))
+        if self.manifest.get_meta("dirty"):
+            self.manifest.delete_meta("dirty")
+        report.chunks_total = self.manifest.counts()[1]
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _repair(self) -> int:
+        """Drop the vectors an interrupted run journalled; after a run that did not finish at all,
+        compare every id. Returns how many vectors were dropped or found missing."""
+        repaired = 0
+        if self.manifest.journal_size():
+            orphans = self.manifest.orphans()
+            self._drop_vectors(orphans)
+            with self.manifest.transaction() as db:
+                self.manifest.clear_orphans(db)
+            repaired += len(orphans)
+        if self.manifest.get_meta("dirty"):
+            repaired += self._verify_store()
+        return repaired
+
+    def _verify_store(self) -> int:
+        """Drop stray vectors and forget files whose vectors are missing, so the plan re-indexes them.
+        Costs one scan of both; only runs after a crash."""
+        stored = self.store.ids()
+        known = self.manifest.all_chunk_ids()
+        stray = sorted(stored - known)
+        with self.manifest.transaction() as db:
+            self.manifest.add_orphans(db, stray)
+        self._drop_vectors(stray)
+        missing = known - stored
+        if missing:
+            keys = {c.doc_key for c in self.manifest.get_chunks(sorted(missing)).values()}
+            with self.manifest.transaction() as db:
+                dropped = self.manifest.forget_documents(db, keys)
+            self._drop_vectors(dropped)
+        return len(stray) + len(missing)
+
+    def _drop_vectors(self, journalled: Sequence[str]) -> None:
+        """Delete vectors whose ids are already in the journal, then clear them from it: a crash in
+        between leaves them journalled, and the next run's repair deletes them again."""
+        if not journalled:
+            return
+        self.store.delete(journalled)
+        with self.manifest.transaction() as db:
+            self.manifest.clear_orphans(db, journalled)
+
     def read(self, disk: Mapping[str, SourceFile], keys: Iterable[str],
              report: SyncReport) -> tuple[dict[str, bytes], dict[str, str]]:
         data, hashes = {}, {}
         for key in keys:
             try:
                 data[key] = read_file(disk[key].abspath, key, self.config.max_file_bytes)
-            except SourceError as exc:
+            except FileTooLarge as exc:
                 # Oversized files still get a hash of their stat, so they are skipped, not retried forever.
-                if "limit" in str(exc):
-                    hashes[key] = f"oversize:{disk[key].size}:{disk[key].mtime_ns}"
+                hashes[key] = f"oversize:{disk[key].size}:{disk[key].mtime_ns}"
+                report.warnings.append(str(exc))
+                continue
+            except SourceError as exc:
                 report.warnings.append(str(exc))
                 continue
             hashes[key] = content_hash(data[key])
@@ -169,10 +276,11 @@ class Syncer:
               hashes: Mapping[str, str], report: SyncReport, progress: Progress | None = None) -> None:
         total = len(plan.add) + len(plan.update) + len(plan.move) + len(plan.delete) + len(plan.touch)
         done = 0
-        self._touch(plan.touch, disk, hashes)
+        self._touch(plan.touch, disk)
         done += len(plan.touch)
         self._delete(plan.delete)
         report.removed += len(plan.delete)
+        report.changed.extend(f"removed {k}" for k in plan.delete)
         done += len(plan.delete)
         if progress:
             progress(done, total)
@@ -183,6 +291,7 @@ class Syncer:
             if self._stop():
                 break
             setattr(report, kind, getattr(report, kind) + 1)
+            report.changed.append(f"{kind} {key}")
             work = self._prepare(key, old_key, disk[key], data, hashes, report)
             if work is not None:
                 batch.append(work)
@@ -238,10 +347,7 @@ class Syncer:
                 stale.extend(i for i in work.old_ids if i not in new)
             self.manifest.add_orphans(db, stale)
             self.manifest.clear_orphans(db, ids)
-        if stale:
-            self.store.delete(stale)
-            with self.manifest.transaction() as db:
-                self.manifest.clear_orphans(db, stale)
+        self._drop_vectors(stale)
 
     def _vectors(self, batch: Sequence[_Work], report: SyncReport) -> tuple[list[str], list, list[dict]]:
         """Vectors for every chunk not already stored under its id: reused from the store when some
@@ -285,29 +391,11 @@ class Syncer:
     def _delete(self, keys: Sequence[str]) -> None:
         if not keys:
             return
-        stale: list[str] = []
         with self.manifest.transaction() as db:
-            for key in keys:
-                stale.extend(self.manifest.chunk_ids(key))
-                self.manifest.delete_document(db, key)
-            self.manifest.add_orphans(db, stale)
-        if stale:
-            self.store.delete(stale)
+            stale = self.manifest.forget_documents(db, keys)
+        self._drop_vectors(stale)
+
+    def _touch(self, keys: Sequence[str], disk: Mapping[str, SourceFile]) -> None:
+        if keys:
             with self.manifest.transaction() as db:
-                self.manifest.clear_orphans(db, stale)
-
-    def _touch(self, keys: Sequence[str], disk: Mapping[str, SourceFile], hashes: Mapping[str, str]) -> None:
-        if not keys:
-            return
-        with self.manifest.transaction() as db:
-            db.executemany("UPDATE files SET mtime_ns = ?, size = ? WHERE doc_key = ?",
-                           [(disk[k].mtime_ns, disk[k].size, k) for k in keys])
-
-    def repair(self) -> int:
-        """Delete the vectors an interrupted run left behind; returns how many."""
-        orphans = self.manifest.orphans()
-        if orphans:
-            self.store.delete(orphans)
-        with self.manifest.transaction() as db:
-            self.manifest.clear_orphans(db)
-        return len(orphans)
+                self.manifest.touch(db, {k: (disk[k].mtime_ns, disk[k].size) for k in keys})

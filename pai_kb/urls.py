@@ -1,4 +1,4 @@
-"""Links that open a video at the moment a passage was said."""
+"""URLs: links that open a video at the moment a passage was said, and endpoints safe to show."""
 
 from __future__ import annotations
 
@@ -19,3 +19,11 @@ def url_at(url: str | None, seconds: float | None) -> str | None:
     if host == "vimeo.com":
         return urlunsplit(parts._replace(fragment=f"t={t}"))
     return url
+
+
+def redacted(url: str) -> str:
+    """The URL without `user:password@`: endpoints are shown in errors and logs, credentials never."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))

@@ -6,6 +6,11 @@ produce bursts, and the OS may drop events. So events only say *when* to look; e
 same plan-then-apply sync as `pai-kb index`, whose stat check makes an unchanged vault cost a walk
 (0.2 s for 6,500 notes). What the index holds is therefore always what `index` would produce.
 Events on paths that can never be indexed (`.obsidian/`, swap and temp files) trigger nothing.
+
+The model is loaded at start, before the first event, so the first change is as quick as the later
+ones. When a sync would remove most of the index, or a root vanished (an unmounted drive, a sync client
+mid-way), the watcher pauses instead of deleting, retries every few seconds, and resumes by itself
+once the folder is back.
 """
 
 from __future__ import annotations
@@ -21,14 +26,20 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from pai_kb.errors import MassRemoval
 from pai_kb.kb import KnowledgeBase
 from pai_kb.locking import writer_lock
 from pai_kb.sources import is_candidate
 from pai_kb.sync import SyncReport
 
 log = logging.getLogger("pai_kb.watch")
-# Small batches keep a stop request (SIGTERM) answered within about a second even mid-sync.
-_WATCH_BATCH_CHUNKS = 48
+# Small batches keep a stop request (SIGTERM) answered within a second even mid-sync: 16 chunks embed
+# in well under a second on two cores.
+_WATCH_BATCH_CHUNKS = 16
+# While paused (see the module docstring), how often to look whether the folder is back.
+_PAUSED_RETRY_S = 2.0
+# Log lines name at most this many files; a burst of 1,000 is summarised after them.
+_NAMED_FILES = 10
 
 
 @dataclass(frozen=True)
@@ -101,35 +112,74 @@ class Watcher:
         self.on_batch = on_batch or _log_batch
         self.stop_event = threading.Event()
         self.pending = _Pending()
+        self.paused: str | None = None  # why syncing is paused, while it is
+        self.warming = False  # loading the model: a stop request may interrupt it (see `interrupt`)
 
     def stop(self) -> None:
         self.stop_event.set()
         self.pending.wake.set()
 
+    def interrupt(self) -> None:
+        """For signal handlers: stop after the current batch (well under a second), or at once while the
+        model is still loading, which can take most of a minute on a busy machine and writes nothing."""
+        self.stop()
+        if self.warming:
+            raise KeyboardInterrupt
+
+    def _warm_up(self) -> bool:
+        """Load the model now rather than on the first event; False when stopped meanwhile."""
+        self.warming = True
+        try:
+            self.kb.embedder.embed(["pai-kb warms up its model before the first change"])
+        except KeyboardInterrupt:
+            return False
+        finally:
+            self.warming = False
+        return not self.stop_event.is_set()
+
     def run(self) -> None:
         """Reconcile, then follow events until `stop()`. Holds the index's writer lock throughout."""
         with writer_lock(self.kb.config.index_dir):
-            observer = Observer()
-            handler = _Handler(self.kb.roots, self.kb.exclude, self.pending)
-            for root in self.kb.roots.values():
-                if root.is_dir():
-                    observer.schedule(handler, str(root), recursive=True)
-            observer.start()
+            if not self._warm_up():
+                return
+            observer = self._observe()
             try:
                 self._apply()  # catch up with whatever changed while no watcher ran
-                self._loop()
+                observer = self._loop(observer)
             finally:
                 observer.stop()
                 observer.join(timeout=1.5)
 
-    def _loop(self) -> None:
+    def _observe(self) -> Observer:
+        observer = Observer()
+        handler = _Handler(self.kb.roots, self.kb.exclude, self.pending)
+        self._watched = [root for root in self.kb.roots.values() if root.is_dir()]
+        for root in self._watched:
+            observer.schedule(handler, str(root), recursive=True)
+        observer.start()
+        return observer
+
+    def _root_vanished(self) -> bool:
+        """A watched root that is gone (unmounted, moved away) sends no event of its own: look."""
+        return any(not root.is_dir() for root in self._watched)
+
+    def _loop(self, observer: Observer) -> Observer:
         last_full = time.monotonic()
         while not self.stop_event.is_set():
             self.pending.wake.wait(timeout=min(self.settings.debounce_s, 0.5))
             self.pending.wake.clear()
-            if self.pending.take_if_due(self.settings) or time.monotonic() - last_full >= self.settings.reconcile_s:
+            now = time.monotonic()
+            due = self.pending.take_if_due(self.settings) or now - last_full >= self.settings.reconcile_s
+            retry = now - last_full >= _PAUSED_RETRY_S and (self.paused or self._root_vanished())
+            if due or retry:
+                if self.paused:
+                    # A root that vanished and came back is a new folder: watch it afresh, before the
+                    # sync looks, so nothing written after the sync's walk goes unseen.
+                    observer.stop()
+                    observer = self._observe()
                 self._apply()
                 last_full = time.monotonic()
+        return observer
 
     def _apply(self) -> None:
         if self.stop_event.is_set():
@@ -137,9 +187,17 @@ class Watcher:
         started = time.perf_counter()
         try:
             report = self.kb.sync(stop=self.stop_event.is_set, batch_chunks=_WATCH_BATCH_CHUNKS)
+        except MassRemoval as exc:
+            if self.paused != str(exc):
+                log.warning("paused, nothing removed: %s", exc)
+            self.paused = str(exc)
+            return
         except Exception:  # the watcher must outlive any one bad batch; the next batch retries
             log.exception("sync failed; will retry on the next change")
             return
+        if self.paused:
+            log.info("resumed: the folders are back")
+            self.paused = None
         for warning in report.warnings:
             log.warning("%s", warning)
         self.on_batch(report, int((time.perf_counter() - started) * 1000))
@@ -148,6 +206,8 @@ class Watcher:
 def _log_batch(report: SyncReport, ms: int) -> None:
     changed = report.added + report.updated + report.moved + report.removed
     if changed or report.skipped or report.repaired:
-        log.info("synced %d added, %d updated, %d moved, %d removed, %d skipped files; %d chunks embedded; %d ms",
+        names = ", ".join(report.changed[:_NAMED_FILES])
+        more = f" and {len(report.changed) - _NAMED_FILES} more" if len(report.changed) > _NAMED_FILES else ""
+        log.info("synced %d added, %d updated, %d moved, %d removed, %d skipped files; %d chunks embedded; %d ms: %s%s",
                  report.added, report.updated, report.moved, report.removed, report.skipped,
-                 report.chunks_embedded, ms)
+                 report.chunks_embedded, ms, names, more)

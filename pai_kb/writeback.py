@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from pai_kb.answer import Answer
-from pai_kb.errors import PaiKbError
-from pai_kb.models import Document
+from pai_kb.errors import ConfigError
+from pai_kb.models import Document, timestamp
 from pai_kb.urls import url_at
 
 SOURCE_KEY = "pai-kb-source"
@@ -47,7 +47,7 @@ def safe_name(title: str, fallback: str = "Untitled") -> str:
 
 def inside(folder: Path, target: Path) -> Path:
     if not target.resolve().is_relative_to(folder.resolve()):
-        raise PaiKbError(f"refusing to write {target}: outside the designated folder {folder}")
+        raise ConfigError(f"refusing to write {target}: outside the designated folder {folder}")
     return target
 
 
@@ -83,16 +83,11 @@ def _transcript_body(doc: Document) -> str:
         sections[-1][1].append(block.text)
     out = [f"# {doc.title}"]
     for start, texts in sections:
-        stamp = _stamp(start)
+        stamp = timestamp(start)
         link = url_at(doc.url, start) if doc.url else None
         out.append(f"## [{stamp}]({link})" if link and link != doc.url else f"## {stamp}")
         out.append(" ".join(texts))
     return "\n\n".join(out)
-
-
-def _stamp(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def write_versioned(folder: Path, vault: Path, name: str, text: str, previous: tuple[str, str] | None,
@@ -132,17 +127,18 @@ def answer_note(answer: Answer, vault_name: str | None = None) -> str:
     meta = {"question": answer.question, "date": dt.date.today().isoformat(), "model": answer.model or "extractive",
             "grounded": answer.grounded, "tags": ["pai-kb/answer"]}
     front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip()
-    shown = [s for s in answer.sources if s.n in answer.cited] if answer.cited else answer.sources
     lines = [f"# {answer.question}", "", answer.text, "", "## Sources", ""]
-    for s in shown:
+    # A bullet with the number in brackets, not "7." (an ordered list, which Markdown renumbers 1, 2, 3,
+    # so the answer's [7] would point at nothing).
+    for s in answer.shown:
         c = s.first
         if c.root == "vault":
             section = c.heading.split(" > ")[-1] if " > " in c.heading else ""
             target = str(PurePosixPath(c.path).with_suffix("")) + (f"#{section}" if section else "")
-            lines.append(f"{s.n}. [[{target}]] (lines {s.line_start}-{s.line_end})")
+            lines.append(f"- [{s.n}] [[{target}]] (lines {s.line_start}-{s.line_end})")
         else:
             where = f"[{c.title}]({c.url})" if c.url else f"`{c.root}/{c.path}`"
-            lines.append(f"{s.n}. {where}" + (f" @ {_stamp(c.start_s)}" if c.start_s is not None else ""))
+            lines.append(f"- [{s.n}] {where}" + (f" @ {timestamp(c.start_s)}" if c.start_s is not None else ""))
     return f"---\n{front}\n---\n\n" + "\n".join(lines) + "\n"
 
 

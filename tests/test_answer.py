@@ -180,8 +180,11 @@ def test_cli_streams_then_lists_sources(sample, llm):
 def test_cli_no_llm_is_extractive(sample, llm):
     out = cli(sample, "ask", "how long should a pour-over brew take?", "--no-llm", env={"PAI_KB_LLM_BASE_URL": llm.url})
     assert out.exit_code == 0 and llm.requests == []
-    assert out.stdout.startswith("No language model is configured, so here are the best passages")
+    assert out.stdout.startswith("You asked for no language model (--no-llm), so here are the best passages")
     assert "2:45 and 3:15" in out.stdout and "Sources:" in out.stdout
+    unconfigured = cli(sample, "ask", "how long should a pour-over brew take?")
+    assert unconfigured.stdout.startswith("No language model is configured (set llm.base_url in pai-kb.toml or "
+                                          "PAI_KB_LLM_BASE_URL; see the README)")
 
 
 def test_cli_abstain_text(sample):
@@ -200,8 +203,7 @@ def test_ask_encodes_the_question_once(sample, llm):
             self.calls.extend(texts)
             return self.inner.embed(texts)
 
-    kb = KnowledgeBase(sample.config, embedder=sample.embedder)
-    counting = Counting(kb.query_embedder)
-    kb.__dict__["query_embedder"] = counting
+    counting = Counting(KnowledgeBase(sample.config, embedder=sample.embedder).query_embedder)
+    kb = KnowledgeBase(sample.config, embedder=sample.embedder, query_encoder=counting)
     kb.ask("how long should a pour-over brew take?", use_llm=False)
     assert counting.calls == ["how long should a pour-over brew take?"]

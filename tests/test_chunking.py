@@ -17,7 +17,7 @@ def doc_of(text: str, path: str = "n.md") -> Document:
 
 def test_heading_paths_and_embed_text():
     doc = doc_of("# Note\n\nintro\n\n## A\n\nalpha\n\n### B\n\nbeta\n\n## C\n\ngamma\n", "Note.md")
-    chunks = chunk_document(doc, words, 50, 0, 100)
+    chunks = chunk_document(doc, words, 50, 0, 100, merge_below=0)
     assert [c.heading for c in chunks] == ["Note", "Note > A", "Note > A > B", "Note > C"]
     assert chunks[2].embed_text == "Note > A > B\nbeta"
     assert [(c.line_start, c.line_end) for c in chunks] == [(3, 3), (7, 7), (11, 11), (15, 15)]
@@ -52,8 +52,9 @@ def test_oversize_block_split_by_lines_then_sentences_with_line_ranges():
     assert all(nwords(c.text) <= 20 for c in chunks)
     assert chunks[0].line_start == 1 and chunks[-1].line_end == 20
     for c in chunks:
-        first = c.text.split()[1]
-        assert f"Sentence {first}" in text.split("\n")[c.line_start - 1] or f"{first}" in text.split("\n")[c.line_start - 1]
+        # The chunk's first line is on the line its range starts at, and its last on the line it ends at.
+        assert c.text.split("\n")[0].strip() in text.split("\n")[c.line_start - 1]
+        assert c.text.split("\n")[-1].strip() in text.split("\n")[c.line_end - 1]
 
 
 def test_giant_word_is_cut():
@@ -71,15 +72,15 @@ def test_header_shrinks_budget_to_model_limit():
 
 def test_ids_stable_and_local_to_edit():
     base = "# N\n\n## A\n\nalpha text\n\n## B\n\nbeta text\n"
-    first = chunk_document(doc_of(base), words, 50, 0, 100)
-    again = chunk_document(doc_of(base), words, 50, 0, 100)
-    edited = chunk_document(doc_of(base.replace("beta text", "beta changed")), words, 50, 0, 100)
+    first = chunk_document(doc_of(base), words, 50, 0, 100, merge_below=0)
+    again = chunk_document(doc_of(base), words, 50, 0, 100, merge_below=0)
+    edited = chunk_document(doc_of(base.replace("beta text", "beta changed")), words, 50, 0, 100, merge_below=0)
     assert [c.id for c in first] == [c.id for c in again]
     assert first[0].id == edited[0].id and first[1].id != edited[1].id
 
 
 def test_duplicate_passages_get_distinct_ids():
-    chunks = chunk_document(doc_of("## A\n\nsame\n\n## A\n\nsame\n"), words, 50, 0, 100)
+    chunks = chunk_document(doc_of("## A\n\nsame\n\n## A\n\nsame\n"), words, 50, 0, 100, merge_below=0)
     assert len({c.id for c in chunks}) == 2
 
 
@@ -94,3 +95,27 @@ def test_real_tokenizer_budget(embedder):
     chunks = chunk_document(doc, embedder.count_tokens, 200, 32, embedder.max_tokens)
     assert len(chunks) > 3
     assert max(embedder.count_tokens([c.embed_text for c in chunks])) <= embedder.max_tokens
+
+
+def test_tiny_intro_joins_the_section_it_introduces():
+    text = "# Note\n\nOne line intro.\n\n## Recipe\n\n" + "grams of coffee " * 20 + "\n\n## Method\n\n" + "pour slowly " * 20
+    chunks = chunk_document(doc_of(text, "Note.md"), words, 100, 0, 200, merge_below=10)
+    assert [c.heading for c in chunks] == ["Note > Recipe", "Note > Method"]
+    assert chunks[0].text.startswith("One line intro.") and (chunks[0].line_start, chunks[0].line_end) == (3, 7)
+
+
+def test_tiny_trailing_section_joins_the_one_before():
+    text = "## Body\n\n" + "long text here " * 20 + "\n\n## See also\n\n- Other note\n"
+    chunks = chunk_document(doc_of(text, "n.md"), words, 100, 0, 200, merge_below=10)
+    assert [c.heading for c in chunks] == ["n > Body"] and chunks[0].text.endswith("- Other note")
+
+
+def test_sections_at_or_over_the_threshold_stay_apart():
+    text = "## A\n\n" + "a " * 10 + "\n\n## B\n\n" + "b " * 10
+    assert len(chunk_document(doc_of(text), words, 100, 0, 200, merge_below=10)) == 2
+    assert len(chunk_document(doc_of(text), words, 100, 0, 200, merge_below=11)) == 1
+
+
+def test_a_note_of_only_tiny_sections_is_one_chunk():
+    chunks = chunk_document(doc_of("## A\n\nx\n\n## B\n\ny\n\n## C\n\nz\n"), words, 100, 0, 200, merge_below=10)
+    assert len(chunks) == 1 and chunks[0].text == "x\n\ny\n\nz"

@@ -100,7 +100,7 @@ def test_related_notes(indexed):
     assert data["results"][0]["path"] == "Coffee/Espresso dialing in.md" and data["results"][0]["linked"] is True
     fresh = json.loads(run(args, "related", "Pour-over brewing", "--new-only", "--json").stdout)
     assert "Coffee/Espresso dialing in.md" not in [r["path"] for r in fresh["results"]]
-    assert all(r["path"] != "Coffee/Pour-over brewing.md" for r in fresh["results"])
+    assert fresh["results"] and all(r["path"] != "Coffee/Pour-over brewing.md" for r in fresh["results"])
 
 
 def test_related_unknown_note(indexed):

@@ -2,14 +2,28 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PROJECT
 from pai_kb.config import load_config
 from pai_kb.errors import ConfigError
 
 
-def test_defaults_relative_to_cwd(tmp_path):
-    config = load_config({}, env={}, cwd=tmp_path)
-    assert (config.vault, config.inbox, config.index_dir) == (tmp_path / "vault", tmp_path / "ingest", tmp_path / "index")
-    assert config.config_file is None
+def test_default_index_follows_the_vault_not_the_working_directory(tmp_path):
+    vault = tmp_path / "My Notes"
+    vault.mkdir()
+    env = {"PAI_KB_DATA_DIR": str(tmp_path / "data")}
+    here = load_config({"vault": vault}, env=env, cwd=tmp_path)
+    elsewhere = load_config({"vault": vault}, env=env, cwd=Path("/"))
+    assert here.index_dir == elsewhere.index_dir
+    assert here.index_dir.parent == tmp_path / "data" / "indexes" and here.index_dir.name.startswith("My-Notes-")
+    other = tmp_path / "other" / "My Notes"
+    other.mkdir(parents=True)
+    assert load_config({"vault": other}, env=env).index_dir != here.index_dir  # same name, another vault
+    assert here.inbox is None and here.config_file is None
+
+
+def test_bundled_vault_keeps_its_index_in_the_project(tmp_path):
+    config = load_config({"vault": PROJECT / "vault"}, env={}, cwd=tmp_path)
+    assert config.index_dir == PROJECT / "index" and config.inbox == PROJECT / "ingest"
 
 
 def test_precedence_toml_env_flags(tmp_path):

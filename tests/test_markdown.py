@@ -88,3 +88,36 @@ def test_deep_nesting_does_not_crash():
     text = "\n".join("  " * i + "- item" for i in range(2000))
     doc = load_markdown(text, "vault", "deep.md")
     assert doc.blocks and doc.blocks[-1].line_end <= 2000
+
+
+CODE_NOTE = """# Links
+
+Link to a block with `[[2023-01-01#^quote-of-the-day]]` and see [[Other|shown text]].
+Tags: #real and `#notatag`, comments `%% kept %%` and %% hidden %% gone.
+A double span ``a `[[x]]` b`` and an unclosed ` [[Real link]] here.
+
+```md
+[[fenced]] #fenced %% fenced %%
+```
+"""
+
+
+def test_code_spans_keep_obsidian_syntax_verbatim():
+    doc = load_markdown(CODE_NOTE, "vault", "Links.md")
+    prose = [b.text for b in doc.blocks if b.kind == "paragraph"][0]
+    assert "`[[2023-01-01#^quote-of-the-day]]`" in prose and "see shown text." in prose
+    assert "`#notatag`" in prose and "`%% kept %%`" in prose and "hidden" not in prose
+    assert "``a `[[x]]` b``" in prose and "an unclosed ` Real link here" in prose
+    assert [b.text for b in doc.blocks if b.kind == "code"] == ["```md\n[[fenced]] #fenced %% fenced %%\n```"]
+
+
+def test_code_is_never_read_as_links_or_tags():
+    doc = load_markdown(CODE_NOTE, "vault", "Links.md")
+    assert doc.links == ("Other", "Real link")
+    assert doc.tags == ("real",)
+
+
+def test_outside_code_the_syntax_is_still_read():
+    doc = load_markdown("Plain [[Target#Heading|alias]] and #tag with %% note %% text.\n", "vault", "p.md")
+    assert doc.blocks[0].text == "Plain alias and #tag with            text."
+    assert doc.links == ("Target",) and doc.tags == ("tag",)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from conftest import DATA, needs_shared
 from pai_kb.loaders import load_bytes
+from pai_kb.models import DocKey
 
 pytestmark = needs_shared()
 VAULT = DATA / "obsidian-help" / "en"
@@ -33,12 +34,12 @@ def test_every_note_loads_and_is_indexed(help_kb):
 
 
 def test_chunks_fit_the_model_and_cite_real_lines(help_kb, real_embedder):
-    rows = help_kb.manifest._db.execute("SELECT doc_key, heading, text, line_start, line_end FROM chunks").fetchall()
+    rows = [(c.doc_key, c.heading, c.text, c.line_start, c.line_end) for c in help_kb.manifest.all_chunks()]
     assert len(rows) > 1000
     cache: dict[str, list[str]] = {}
     for doc_key, heading, text, start, end in rows:
         assert real_embedder.count_tokens([f"{heading}\n{text}"])[0] <= real_embedder.max_tokens
-        lines = cache.setdefault(doc_key, (VAULT / doc_key.split("/", 1)[1]).read_text().split("\n"))
+        lines = cache.setdefault(doc_key, (VAULT / DocKey.parse(doc_key).path).read_text().split("\n"))
         assert 1 <= start <= end <= len(lines)
         source = "\n".join(lines[start - 1:end]).lower()
         words = set(re.findall(r"[a-z]{4,}", text.lower()))
@@ -94,7 +95,10 @@ def test_keyword_index_follows_deletes(help_kb, tmp_path, embedder):
     assert kb.search("Doggo Woofer", k=1, mode="keyword")[0].chunk.path == "Aliases.md"
     (vault / "Aliases.md").unlink()
     kb.index()
-    assert all(h.chunk.path != "Aliases.md" for h in kb.search("Doggo Woofer", k=5, mode="keyword"))
+    assert "vault/Aliases.md" not in kb.manifest.file_states()
+    assert kb.search("Doggo Woofer", k=5, mode="keyword") == []  # the words were only in that note
+    remaining = kb.search("alias", k=10, mode="keyword")
+    assert remaining and all(h.chunk.path != "Aliases.md" for h in remaining)
 
 
 def test_abstain_threshold_separates_answerable_from_unanswerable(help_kb, capsys):
@@ -107,3 +111,27 @@ def test_abstain_threshold_separates_answerable_from_unanswerable(help_kb, capsy
         print(f"\n[abstain at {help_kb.config.answer_min_similarity}] answered {answered}/{len(QUESTIONS)} answerable, "
               f"abstained on {abstained}/{len(unanswerable)} unanswerable")
     assert answered >= 0.95 * len(QUESTIONS) and abstained >= 0.95 * len(unanswerable)
+
+
+LINK_SYNTAX = [
+    # (question, the literal syntax the answer must show, the note it is in)
+    ("how do I link to a block with the id quote-of-the-day?", "`[[2023-01-01#^quote-of-the-day]]`",
+     "Linking notes and files/Internal links.md"),
+    ("how do I link to a heading in another note?", "`[[About Obsidian#Links are first-class citizens]]`",
+     "Linking notes and files/Internal links.md"),
+    ("how do I change the display text of a link?", "`[[Example|Custom name]]`",
+     "Linking notes and files/Internal links.md"),
+    ("what syntax searches for headers across the whole vault?", "`[[## header]]`",
+     "Linking notes and files/Internal links.md"),
+]
+
+
+def test_link_syntax_questions_find_the_syntax_verbatim(help_kb):
+    """The Help vault writes Obsidian syntax inside code spans to show it; a question about it must find
+    the passage with the syntax as written, not rendered away into plain words."""
+    for question, syntax, note in LINK_SYNTAX:
+        hits = help_kb.search(question, k=5)
+        holding = [h for h in hits if syntax in h.chunk.text]
+        assert holding and holding[0].chunk.path == note, (question, [h.chunk.path for h in hits])
+    loaded = load("Linking notes and files/Internal links.md")
+    assert "2023-01-01" not in loaded.links and "Three laws of motion" not in loaded.links  # code is not a link

@@ -8,6 +8,7 @@ import numpy as np
 
 from conftest import PROJECT, make_kb
 from pai_kb.embeddings import export_onnx
+from pai_kb.kb import KnowledgeBase
 from pai_kb.query_encoder import QueryEncoder
 
 QUERIES = ["how long should a pour-over take?", "VLAN for IoT devices", "Überraschung 🧠", "a " * 400]
@@ -32,7 +33,7 @@ def test_index_exports_once_and_cold_search_skips_torch(tmp_path, vault, real_em
         "import json, sys\n"
         "from click.testing import CliRunner\n"
         "from pai_kb.cli import main\n"
-        f"args = ['--vault', {str(vault)!r}, '--inbox', {str(tmp_path / 'none')!r}, '--index', {str(tmp_path / 'index')!r}]\n"
+        f"args = ['--vault', {str(vault)!r}, '--inbox', {str(tmp_path / 'inbox')!r}, '--index', {str(tmp_path / 'index')!r}]\n"
         "out = CliRunner().invoke(main, args + ['search', 'how long should a pour-over take?', '--json', '-k', '3'])\n"
         "print(json.dumps({'torch': 'torch' in sys.modules, 'st': 'sentence_transformers' in sys.modules,\n"
         "                  'top': json.loads(out.stdout)['results'][0]['path']}))\n")
@@ -41,6 +42,5 @@ def test_index_exports_once_and_cold_search_skips_torch(tmp_path, vault, real_em
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen == {"torch": False, "st": False, "top": "Coffee/Pour-over brewing.md"}
     model_hits = [h.chunk.id for h in make_kb(tmp_path, vault, real_embedder).search("VLAN for IoT devices", k=5)]
-    kb.__dict__.pop("query_embedder")
-    kb.__dict__["query_embedder"] = real_embedder
-    assert [h.chunk.id for h in kb.search("VLAN for IoT devices", k=5)] == model_hits
+    onnx = KnowledgeBase(kb.config, embedder=real_embedder, query_encoder=real_embedder)
+    assert [h.chunk.id for h in onnx.search("VLAN for IoT devices", k=5)] == model_hits

@@ -17,7 +17,7 @@ import uvicorn
 from conftest import PROJECT, make_kb
 from fake_llm import FakeLLM, Reply
 from pai_kb.errors import ConfigError
-from pai_kb.server import create_app, is_loopback, serve
+from pai_kb.server import create_app, is_loopback, listen
 
 TOKEN = "test-token-123"
 
@@ -103,7 +103,8 @@ def test_note_text(api):
 def test_related(api):
     data = httpx.get(f"{api}/related", params={"note": "Coffee/Pour-over brewing.md", "k": 3}).json()
     assert data["results"][0]["path"] == "Coffee/Espresso dialing in.md"
-    assert httpx.get(f"{api}/related", params={"note": "no such note"}).status_code == 400
+    missing = httpx.get(f"{api}/related", params={"note": "no such note"})
+    assert missing.status_code == 404 and "is not in the index" in missing.json()["detail"]
 
 
 def test_ask_json_and_streaming(kb):
@@ -149,7 +150,7 @@ def test_non_loopback_needs_a_token(kb):
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
     with pytest.raises(ConfigError, match="refusing to serve on 0.0.0.0 without a token"):
-        serve(kb, "0.0.0.0", free_port(), None)
+        listen("0.0.0.0", free_port(), None)
 
 
 def test_mcp_over_stdio(kb):
@@ -163,7 +164,7 @@ def test_mcp_over_stdio(kb):
 
     async def session_calls():
         async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-            await session.initialize()
+            info = await session.initialize()
             tools = {t.name: t for t in (await session.list_tools()).tools}
             results = {}
             for name, args in [("search_notes", {"query": "what does the IoT VLAN allow?", "k": 2}),
@@ -171,14 +172,26 @@ def test_mcp_over_stdio(kb):
                                ("get_note", {"path": "Homelab/Backups.md"}),
                                ("related_notes", {"note": "Pour-over brewing", "k": 3}),
                                ("recent_changes", {"limit": 5}),
-                               ("get_note", {"path": "../secret.md"})]:
+                               ("get_note", {"path": "../secret.md"}),
+                               ("get_note", {"path": "../../etc/passwd", "root": "vault"}),
+                               ("get_note", {"path": "Backupz"}),
+                               ("search_notes", {"query": "x", "mode": "psychic"})]:
                 result = await session.call_tool(name, args)
-                results[name if name not in results else name + "_bad"] = result
-            return tools, results
+                key = name
+                while key in results:
+                    key += "_bad"
+                results[key] = result
+            return info, tools, results
 
-    tools, results = anyio.run(session_calls)
+    info, tools, results = anyio.run(session_calls)
     assert set(tools) == {"search_notes", "ask", "get_note", "related_notes", "recent_changes"}
     assert all(len(t.description) > 40 for t in tools.values())
+    from importlib.metadata import version
+    assert info.server_info.version == version("pai-kb")
+    assert all(t.annotations.read_only_hint for t in tools.values())
+    schema = tools["search_notes"].input_schema["properties"]
+    assert set(schema["mode"]["enum"]) == {"hybrid", "dense", "keyword"} and schema["k"]["maximum"] == 50
+    assert all(p.get("description") for t in tools.values() for p in t.input_schema["properties"].values())
     search = results["search_notes"].structured_content
     assert search["results"][0]["path"] == "Homelab/Home network.md" and search["results"][0]["line_start"] > 0
     answer = results["ask"].structured_content
@@ -186,7 +199,21 @@ def test_mcp_over_stdio(kb):
     assert "restic" in results["get_note"].structured_content["text"]
     assert results["related_notes"].structured_content["results"][0]["path"] == "Coffee/Espresso dialing in.md"
     assert len(results["recent_changes"].structured_content["files"]) == 5
-    assert results["get_note_bad"].is_error
+
+    def error_text(result):
+        """The CLI's one-line message, after the SDK's own `Error executing tool NAME: ` framing."""
+        assert result.is_error
+        text = result.content[0].text
+        assert text.count("\n") == 0 and text.startswith("Error executing tool ")
+        return text.split(": ", 1)[1]
+
+    assert error_text(results["get_note_bad"]) == "path must be relative to the vault or inbox, without '..'"
+    assert error_text(results["get_note_bad_bad"]) == "path must be relative to the vault or inbox, without '..'"
+    assert "did you mean 'Homelab/Backups.md'?" in error_text(results["get_note_bad_bad_bad"])
+    # A value outside the schema's enum is refused by the SDK before pai-kb runs, naming the allowed values.
+    refused = results["search_notes_bad"]
+    assert refused.is_error and "mode" in refused.content[0].text and "'hybrid', 'dense' or 'keyword'" in refused.content[0].text
+    assert "Traceback" not in "".join(r.content[0].text for k, r in results.items() if k.endswith("_bad"))
 
 
 def test_cli_search_uses_a_running_server(kb, tmp_path):
@@ -198,11 +225,11 @@ def test_cli_search_uses_a_running_server(kb, tmp_path):
                               stderr=subprocess.PIPE, text=True)
     try:
         record = c.index_dir / "server.json"
-        deadline = time.monotonic() + 60
-        while not (record.exists() and httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
-                   if record.exists() else False):
+        deadline = time.monotonic() + 120
+        while not record.exists():  # readiness is the record appearing: it is written only once the server answers
             assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-            time.sleep(0.2)
+            time.sleep(0.05)
+        assert httpx.get(json.loads(record.read_text())["url"] + "/health").json() == {"status": "ok"}
         script = ("import json, sys\nfrom pai_kb.cli import main\n"
                   "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
                   "print(json.dumps({'chromadb': 'chromadb' in sys.modules, 'onnx': 'onnxruntime' in sys.modules}))")
@@ -232,3 +259,43 @@ def test_stale_server_record_falls_back_to_local(kb):
         assert out.exit_code == 0 and json.loads(out.stdout)["results"][0]["path"] == "Homelab/Backups.md"
     finally:
         (c.index_dir / "server.json").unlink()
+
+
+def test_a_starting_or_dead_server_means_a_local_search(kb):
+    """A record whose process lives but whose port does not answer (a server still starting, or wedged)."""
+    from click.testing import CliRunner
+    from pai_kb.cli import main
+    c = kb.config
+    (c.index_dir / "server.json").write_text(json.dumps({"url": f"http://127.0.0.1:{free_port()}", "pid": os.getpid()}))
+    try:
+        out = CliRunner().invoke(main, ["search", "restic password", "--json", "-k", "1", "--vault", str(c.vault),
+                                        "--inbox", str(c.inbox), "--index", str(c.index_dir)])
+        assert out.exit_code == 0 and json.loads(out.stdout)["results"][0]["path"] == "Homelab/Backups.md"
+    finally:
+        (c.index_dir / "server.json").unlink()
+
+
+def test_docs_are_off_and_errors_have_documented_codes(api):
+    assert httpx.get(f"{api}/docs").status_code == 404  # would load its scripts from a CDN
+    bogus = httpx.get(f"{api}/notes/Homelab/Backups.md", params={"root": "bogus"})
+    assert bogus.status_code == 400 and "unknown root 'bogus'" in bogus.json()["detail"]
+    assert httpx.get(f"{api}/search", params={"q": "x", "mode": "psychic"}).status_code == 422
+    by_title = httpx.get(f"{api}/notes/Backups:1-3")
+    assert by_title.status_code == 200 and by_title.json()["path"] == "Homelab/Backups.md"
+    assert by_title.json()["line_end"] == 3
+
+
+def test_watch_serve_with_a_refused_bind_exits_with_one_line(kb):
+    import subprocess
+    c = kb.config
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "pai_kb", "watch", "--serve", "--port", str(port), "--vault",
+                              str(c.vault), "--inbox", str(c.inbox), "--index", str(c.index_dir) + "-watch"],
+                             capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: cannot listen on 127.0.0.1:{port} (Address already in use): pick another --port or "
+                      "stop what uses it"] and "Traceback" not in out.stderr

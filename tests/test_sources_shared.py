@@ -22,7 +22,7 @@ def test_every_file_ingests(sources_kb):
     for folder in SOURCE_FOLDERS:
         files = [p for p in (DATA / folder).rglob("*") if p.is_file() and p.name != "SOURCE.txt"]
         assert files and all(f"inbox/{p.relative_to(DATA).as_posix()}" in indexed for p in files), folder
-    types = dict(sources_kb.manifest._db.execute("SELECT doc_key, source_type FROM files"))
+    types = sources_kb.manifest.source_types()
     assert types["inbox/transcripts-3b1b/2024_gpt/captions.srt"] == "transcript"
     assert types["inbox/webclips-readability/ars-1/source.html"] == "webclip"
     assert types["inbox/webclips-obsidian-clipper/68 Bits of Unsolicited Advice.md"] == "webclip"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,19 +30,28 @@ def wait_for(condition, timeout: float = 15.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-@pytest.fixture
-def watching(tmp_path, vault, embedder):
-    (tmp_path / "inbox").mkdir()
-    kb = make_kb(tmp_path, vault, embedder)
+@contextmanager
+def running(kb):
+    """A watcher on its own thread, once its start-up reconciliation ran; (watcher, batches so far)."""
     batches = []
     watcher = Watcher(kb, WatchSettings(debounce_s=0.1, max_delay_s=0.5), on_batch=lambda r, ms: batches.append(r))
     thread = threading.Thread(target=watcher.run, daemon=True)
     thread.start()
-    wait_for(lambda: batches)  # the start-up reconciliation ran
-    yield kb, vault, tmp_path / "inbox"
-    watcher.stop()
-    thread.join(timeout=5)
+    try:
+        wait_for(lambda: batches)
+        yield watcher, batches
+    finally:
+        watcher.stop()
+        thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+@pytest.fixture
+def watching(tmp_path, vault, embedder):
+    (tmp_path / "inbox").mkdir()
+    kb = make_kb(tmp_path, vault, embedder)
+    with running(kb):
+        yield kb, vault, tmp_path / "inbox"
 
 
 def found(kb, word: str) -> set[str]:
@@ -186,8 +196,8 @@ def test_watch_command_end_to_end(tmp_path, vault):
         assert "synced 17 added" in lines[1] and '"level": "info"' in lines[1]
         (vault / "live.md").write_text("# Live\n\nA note about the okapi.\n")
         line = proc.stderr.readline()
-        assert "synced 1 added" in line and '"message"' in line
-        kb = make_kb(tmp_path, vault, None)
+        assert "synced 1 added" in line and '"message"' in line and "added vault/live.md" in line
+        kb = make_kb(tmp_path, vault, None, inbox=tmp_path / "none")
         assert found(kb, "okapi") == {"live.md"}
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -221,3 +231,49 @@ def test_watch_serve_answers_while_following_changes(tmp_path, vault):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_model_loads_at_start_not_on_the_first_change(tmp_path, vault):
+    make_kb(tmp_path, vault, HashEmbedder()).index()
+    embedder = HashEmbedder()
+    with running(make_kb(tmp_path, vault, embedder)) as (_, batches):
+        assert batches[0].added == 0 and len(embedder.embedded) == 1  # nothing changed, yet the model ran once
+
+
+def test_sigint_stops_within_a_second_mid_batch(tmp_path, vault):
+    (tmp_path / "inbox").mkdir()
+    proc = start_worker(vault, tmp_path / "inbox", tmp_path / "index", delay="0.02")
+    assert proc.stdout.readline().startswith("batch")
+    for i in range(200):
+        (vault / f"slow{i}.md").write_text(f"# Slow {i}\n\n" + f"slow words {i} " * 300)
+    reader = make_kb(tmp_path, vault, HashEmbedder())
+
+    def slow_indexed() -> int:
+        return sum(k.startswith("vault/slow") for k in reader.manifest.file_states())
+
+    wait_for(lambda: 0 < slow_indexed(), timeout=60)  # readiness: the watcher is part-way through the burst
+    assert slow_indexed() < 200
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+    assert time.monotonic() - sent < 1.0 and proc.returncode == 0
+    kb = make_kb(tmp_path, vault, HashEmbedder())
+    assert {(k, t) for k, _, t in snapshot(kb)} < {(k, t) for k, _, t in snapshot(make_kb_fresh(tmp_path, vault))}
+
+
+def test_watcher_pauses_when_the_vault_vanishes_and_resumes(tmp_path, embedder):
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    for i in range(5):
+        (vault / f"n{i}.md").write_text(f"# N{i}\n\nword{i}\n")
+    kb = make_kb(tmp_path, vault, embedder)
+    with running(kb) as (watcher, _):
+        away = tmp_path / "unmounted"
+        vault.rename(away)
+        wait_for(lambda: watcher.paused is not None)
+        assert "vault folder" in watcher.paused and len(keys(kb)) == 5  # nothing was deleted
+        away.rename(vault)
+        wait_for(lambda: watcher.paused is None)
+        (vault / "back.md").write_text("# Back\n\nThe wombat returns.\n")
+        wait_for(lambda: found(kb, "wombat") == {"back.md"})
+        assert len(keys(kb)) == 6

@@ -125,3 +125,31 @@ def test_materialize_command(setup):
     out = CliRunner().invoke(main, [*args, "materialize"])
     assert out.exit_code == 0 and "created      Clippings/How to care for a cast iron pan.md" in out.stdout
     assert os.path.isfile(vault / "Clippings" / "Vector search with HNSW graphs.md")
+
+
+def test_abstained_answers_are_not_saved(tmp_path, real_embedder):
+    shutil.copytree(PROJECT / "vault", tmp_path / "vault")
+    vault = tmp_path / "vault"
+    kb = make_kb(tmp_path, vault, real_embedder)
+    kb.index()
+    args = ["--vault", str(vault), "--inbox", str(tmp_path / "inbox"), "--index", str(kb.config.index_dir)]
+    result = CliRunner().invoke(main, [*args, "ask", "who painted the Mona Lisa?", "--save"])
+    assert result.exit_code == 0 and result.stdout.startswith("Your notes don't hold anything on this.")
+    assert "not saved: your notes do not cover this" in result.stderr
+    assert not (vault / "pai-kb").exists()
+
+
+def test_saved_sources_keep_the_numbers_the_answer_cites():
+    from pai_kb.answer import Answer, Source
+    from pai_kb.models import Chunk
+    from pai_kb.writeback import answer_note
+
+    def source(n, path):
+        chunk = Chunk(id=f"c{n}", doc_key=f"vault/{path}", ordinal=0, title=path, heading=f"{path} > Part", text="t",
+                      embed_text="", line_start=n, line_end=n + 1)
+        return Source(n, (chunk,), "t")
+
+    sources = [source(n, f"N{n}.md") for n in (1, 2, 7)]
+    note = answer_note(Answer("q?", "A [1] B [7].", sources, cited=[1, 7]))
+    listed = note.split("## Sources\n\n")[1].strip().splitlines()
+    assert listed == ["- [1] [[N1#Part]] (lines 1-2)", "- [7] [[N7#Part]] (lines 7-8)"]

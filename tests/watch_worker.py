@@ -21,7 +21,7 @@ if __name__ == "__main__":
     watcher = Watcher(kb, WatchSettings(debounce_s=0.1, max_delay_s=0.5),
                       on_batch=lambda report, ms: print(f"batch {report.chunks_total}", flush=True))
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: watcher.stop())
+        signal.signal(sig, lambda *_: watcher.interrupt())
     print("started", flush=True)
     watcher.run()
     print("stopped", flush=True)

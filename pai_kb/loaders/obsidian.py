@@ -1,18 +1,20 @@
 """Obsidian's own syntax on top of markdown: wikilinks, embeds, inline tags, comments, block ids, callouts.
 
-Pure string functions, so each rule is tested with literal inputs.
+Pure string functions, so each rule is tested with literal inputs. They are given prose only: the
+markdown loader cuts inline code out first (with markdown-it's code-span rule), because inside code
+`[[x]]`, `#tag` and `%%` are text the person wrote on purpose.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # [[target#heading|alias]] or ![[...]]; `\|` is how a table cell escapes the alias bar.
 _WIKILINK = re.compile(r"(!?)\[\[([^\[\]\n]+?)\]\]")
 # Obsidian tags: letters, digits, _, -, / ; at least one non-digit; preceded by start or whitespace.
 _TAG = re.compile(r"(?:(?<=\s)|(?<=^)|(?<=[(\[,]))#([^\s#!\"$%&'()*+,.:;<=>?@\[\\\]^`{|}~]+)", re.M)
-_INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+?\1", re.S)
 _BLOCK_ID = re.compile(r"\s\^[A-Za-z0-9-]+\s*$", re.M)
 _CALLOUT = re.compile(r"^\[!(\w[\w-]*)\][+-]?\s*(.*)$")
 _ATTACHMENT = re.compile(r"\.(png|jpe?g|gif|svg|webp|bmp|mp4|webm|mov|mp3|ogg|wav|m4a|pdf|canvas|base)$", re.I)
@@ -53,8 +55,9 @@ def _display(link: Link) -> str:
     return " > ".join(parts)
 
 
-def strip_comments(lines: list[str]) -> list[str]:
-    """Blank out `%% comments %%` outside code fences, keeping line count so line numbers stay true.
+def strip_comments(lines: list[str], code_spans: Callable[[str], list[tuple[int, int]]] = lambda _: []) -> list[str]:
+    """Blank out `%% comments %%` outside code fences and outside inline code (`code_spans` finds it in
+    a line), keeping line count so line numbers stay true.
 
     An unclosed `%%` is kept as text: dropping the rest of a note on a stray `%%` would lose content."""
     out = list(lines)
@@ -69,7 +72,12 @@ def strip_comments(lines: list[str]) -> list[str]:
         if fence:
             continue
         col = 0
+        spans = code_spans(line) if "%%" in line and start is None else []
         while (pos := line.find("%%", col)) != -1:
+            inside = next((end for begin, end in spans if begin <= pos < end), None)
+            if inside is not None:
+                col = inside
+                continue
             if start is None:
                 start = (i, pos)
             else:
@@ -92,7 +100,6 @@ def _blank(out: list[str], start: tuple[int, int], end: tuple[int, int]) -> None
 
 def inline_tags(text: str) -> list[str]:
     """Tags written in prose; the caller passes only non-code, non-heading text."""
-    text = _INLINE_CODE.sub(" ", text)
     text = _WIKILINK.sub(" ", text)
     return [t for t in _TAG.findall(text) if not t.replace("/", "").isdigit()]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import html
 import json
 import re
-from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pai_kb.errors import SourceError
@@ -133,6 +133,8 @@ def parse_json(text: str) -> tuple[list[Block], dict[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SourceError(f"not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except RecursionError as exc:
+        raise SourceError("JSON nested too deeply to be a transcript") from exc
     meta: dict[str, Any] = {}
     if isinstance(data, dict):
         meta = data
@@ -188,3 +190,93 @@ def load_subtitles(text: str, root: str, path: str) -> Document:
     warnings = (f"{root}/{path}: {bad} cue(s) with unreadable timestamps skipped",) if bad else ()
     return transcript_document(clean_cues(cues), root, path, header.get("title"),
                                header.get("url") or header.get("source"), dict(header), warnings)
+
+
+def load_transcript(data: bytes, root: str, path: str, suffix: str, sidecar: dict[str, Any]) -> Document:
+    """A `.vtt`, `.srt`, `.json` or `.txt` file as a transcript, its URL and title from the file itself,
+    else from `sidecar`. Text without timestamps is still prose worth indexing: in the inbox a
+    transcript, in the vault a note."""
+    from pai_kb.loaders.text import decode
+
+    key = f"{root}/{path}"
+    text, warnings = decode(data, key)
+    if suffix in (".vtt", ".srt"):
+        doc = load_subtitles(text, root, path)
+        doc = replace(doc, warnings=doc.warnings + warnings)
+    elif suffix == ".json":
+        doc = _load_json(text, root, path, warnings)
+    else:
+        blocks = parse_stamped_text(text)
+        header = _text_header(text)
+        doc = (_untimed(text, root, path, header, warnings) if blocks is None else
+               transcript_document(blocks, root, path, header.get("title"), header.get("url"), header, warnings))
+    return _with_sidecar(doc, sidecar) if doc.source_type == "transcript" else doc
+
+
+def _load_json(text: str, root: str, path: str, warnings: tuple[str, ...]) -> Document:
+    try:
+        blocks, meta = parse_json(text)
+    except SourceError as exc:
+        raise SourceError(f"{root}/{path}: {exc}") from exc
+    url = meta.get("url") or meta.get("webpage_url") or meta.get("source")
+    return transcript_document(blocks, root, path, meta.get("title"), url if isinstance(url, str) else None,
+                               {}, warnings)
+
+
+def _untimed(text: str, root: str, path: str, header: dict[str, str], warnings: tuple[str, ...]) -> Document:
+    from pai_kb.loaders.markdown import load_markdown
+
+    doc = load_markdown(text, root, path, warnings)
+    kind = "transcript" if root == "inbox" else "note"
+    return Document(root=root, path=path, title=header.get("title") or doc.title, source_type=kind,
+                    blocks=doc.blocks, url=header.get("url"), warnings=doc.warnings)
+
+
+def _text_header(text: str) -> dict[str, str]:
+    """`Title: ...` / `URL: ...` / `Source: ...` lines at the top of a plain-text transcript."""
+    header: dict[str, str] = {}
+    for line in text.split("\n")[:5]:
+        found = _HEADER.match(line.strip())
+        if found:
+            header.setdefault("url" if found.group(1).lower() == "source" else found.group(1).lower(), found.group(2))
+    return header
+
+
+def _with_sidecar(doc: Document, sidecar: dict[str, Any]) -> Document:
+    if not sidecar:
+        return doc
+    url = doc.url or next((v for k in ("url", "webpage_url", "source") if isinstance(v := sidecar.get(k), str)), None)
+    untitled = doc.title == PurePosixPath(doc.path).stem
+    title = sidecar.get("title") if isinstance(sidecar.get("title"), str) and untitled else None
+    return replace(doc, url=url, title=title or doc.title)
+
+
+_SIDECARS = (".json", ".md")
+
+
+def read_sidecar(abspath: Path) -> dict[str, Any]:
+    """Metadata in `name.json` (a dict, e.g. yt-dlp's info file) or `name.md` frontmatter beside `name.vtt`."""
+    for suffix in _SIDECARS:
+        other = abspath.with_suffix(suffix)
+        if other == abspath or not other.is_file():
+            continue
+        try:
+            raw = other.read_text(encoding="utf-8", errors="replace")[:200_000]
+        except OSError:
+            continue
+        data = _sidecar_data(raw, suffix)
+        if data:
+            return data
+    return {}
+
+
+def _sidecar_data(raw: str, suffix: str) -> dict[str, Any]:
+    if suffix == ".json":
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError):
+            return {}
+        return data if isinstance(data, dict) else {}
+    from pai_kb.loaders.frontmatter import split_frontmatter
+
+    return dict(split_frontmatter(raw.split("\n")).data)
