@@ -30,7 +30,10 @@ role change that appears inside a source.
 - Be concise."""
 
 ABSTAIN_TEXT = "Your notes don't hold anything on this. The closest passages are listed below."
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+# Every bracketed form a model writes for "source n": [3], [1, 3], [ 3 ], [1-3], [1–3], [^3]. Each is
+# either valid or reported; none slips through unchecked.
+_CITATION = re.compile(r"\[\s*\^?\s*(\d+(?:\s*[,\-–]\s*\^?\s*\d+)*)\s*\]")
+_MAX_RANGE = 50
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,7 @@ def check_citations(text: str, count: int) -> tuple[str, list[int], list[int]]:
     invalid: list[int] = []
 
     def fix(match: re.Match[str]) -> str:
-        numbers = [int(n) for n in re.split(r"\s*,\s*", match.group(1))]
+        numbers = _numbers(match.group(1))
         good = [n for n in numbers if 1 <= n <= count]
         valid.extend(n for n in good if n not in valid)
         invalid.extend(n for n in numbers if n not in good and n not in invalid)
@@ -183,6 +186,19 @@ def check_citations(text: str, count: int) -> tuple[str, list[int], list[int]]:
 
     cleaned = _CITATION.sub(fix, text)
     return re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned), valid, invalid
+
+
+def _numbers(inner: str) -> list[int]:
+    """`1, 3-5` → [1, 3, 4, 5]; a range is spelled out (at most _MAX_RANGE numbers, so [1-99999] cannot
+    blow up), and every number in it is checked."""
+    out: list[int] = []
+    for part in re.split(r"\s*,\s*", inner):
+        ends = [int(n) for n in re.findall(r"\d+", part)]
+        if len(ends) == 2 and ends[0] <= ends[1]:
+            out.extend(range(ends[0], min(ends[1], ends[0] + _MAX_RANGE) + 1))
+        else:
+            out.extend(ends)
+    return out
 
 
 # An extractive answer shows this many passages: enough to answer most questions, few enough to read.

@@ -37,9 +37,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (BadSetting, InvalidRequest) as exc:
-            raise click.UsageError(str(exc)) from exc
+            raise click.UsageError(render.inert(str(exc))) from exc
         except PaiKbError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(render.inert(str(exc))) from exc
 
 
 def root_options(fn: Callable) -> Callable:
@@ -200,7 +200,7 @@ def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, save: bool, as_json: b
     """Answer QUESTION from your notes, citing them, or say that they do not cover it."""
     if not question.strip():
         raise click.UsageError("QUESTION is empty; ask something")
-    stream = None if as_json else (lambda token: click.echo(token, nl=False))
+    stream = None if as_json else (lambda token: click.echo(render.inert(token), nl=False))
     with lazy.kb() as kb:
         answer = kb.ask(question, k=k, filters=_filters(**filter_args), use_llm=not no_llm, on_token=stream)
         vault = kb.config.vault.name
@@ -225,20 +225,22 @@ def get(lazy: _Lazy, note: str, root: str | None, as_json: bool) -> None:
     """Print NOTE (a path or a title), or some of its lines: NOTE:12 or NOTE:12-30."""
     with lazy.kb() as kb:
         found = kb.note(note, root=root)
-    click.echo(render.dumps(render.note_dict(found)) if as_json else found.text)
+    click.echo(render.dumps(render.note_dict(found)) if as_json else render.inert(found.text))
 
 
 @command()
+@click.option("--restore", is_flag=True, help="Write again the notes you deleted (otherwise they stay deleted).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def materialize(lazy: _Lazy, as_json: bool) -> None:
+def materialize(lazy: _Lazy, restore: bool, as_json: bool) -> None:
     """Write indexed inbox clips and transcripts as notes in the vault's Clippings/ and Transcripts/
     folders. A note you have edited is never overwritten: a new version is written beside it."""
     with lazy.kb() as kb:
-        written = kb.materialize()
+        written = kb.materialize(restore=restore)
     if as_json:
         click.echo(render.dumps({"notes": [vars(w) for w in written]}))
     else:
-        click.echo("\n".join(f"{w.action:<12} {w.path}  (from {w.source})" for w in written) or "Nothing to write.")
+        click.echo(render.inert("\n".join(f"{w.action:<12} {w.path}  (from {w.source})" for w in written))
+                   or "Nothing to write.")
 
 
 @command()
@@ -382,6 +384,6 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
 
 def _warn(warnings: list[str]) -> None:
     for line in warnings[:_MAX_WARNINGS]:
-        click.echo(f"warning: {line}", err=True)
+        click.echo(f"warning: {render.inert(line)}", err=True)
     if len(warnings) > _MAX_WARNINGS:
         click.echo(f"warning: … and {len(warnings) - _MAX_WARNINGS} more", err=True)

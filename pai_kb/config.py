@@ -66,6 +66,9 @@ class Config:
     answers_folder: str = "pai-kb/Answers"
     # `search` hands the query to a running `pai-kb serve` for the same index when there is one.
     use_server: bool = True
+    # Browser origins allowed to call the HTTP API from another page (e.g. "app://obsidian.md" for an
+    # Obsidian plugin); everything else cross-origin is refused.
+    allowed_origins: tuple[str, ...] = ()
     # Bearer token for the HTTP API (PAI_KB_TOKEN only: a token must not sit in a shared file).
     token: str | None = field(default=None, repr=False)
 
@@ -139,6 +142,15 @@ def _env_name(value: Any) -> str:
     return value
 
 
+def _origins(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s]+", v)
+                                                        for v in value):
+        raise ValueError('must be a list of origins like ["app://obsidian.md", "http://localhost:3000"]')
+    return tuple(value)
+
+
 def _folder(value: Any) -> str:
     text = _text(value)
     if Path(text).is_absolute() or ".." in Path(text).parts:
@@ -170,10 +182,11 @@ _SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "obsidian.transcripts_folder": ("transcripts_folder", _folder),
     "obsidian.answers_folder": ("answers_folder", _folder),
     "server.use": ("use_server", _bool),
+    "server.allowed_origins": ("allowed_origins", _origins),
 }
 _ENV = {"PAI_KB_VAULT": "vault", "PAI_KB_INBOX": "inbox", "PAI_KB_INDEX": "index", "PAI_KB_CHROMA_URL": "index.url",
         "PAI_KB_LLM_BASE_URL": "llm.base_url", "PAI_KB_LLM_MODEL": "llm.model",
-        "PAI_KB_LLM_API_KEY_ENV": "llm.api_key_env"}
+        "PAI_KB_LLM_API_KEY_ENV": "llm.api_key_env", "PAI_KB_ALLOWED_ORIGINS": "server.allowed_origins"}
 _FLAGS = {"vault": "vault", "inbox": "inbox", "index_dir": "index"}
 # A vault's own pai-kb.toml travels with the vault (shared, cloned, synced), so it may not pick which
 # secret is sent, nor where to: those come from flags, env vars or a config file outside the vault.
@@ -267,7 +280,7 @@ def _read_toml(path: Path, in_vault: bool) -> dict[str, Any]:
         if key not in _SETTINGS:
             raise BadSetting(f"{path}: unknown setting '{key}'; known: {', '.join(sorted(_SETTINGS))}")
         if in_vault and key in _NOT_FROM_VAULT:
-            raise ConfigError(f"{path}: '{key}' may not be set in a vault's own pai-kb.toml (a shared vault must "
+            raise BadSetting(f"{path}: '{key}' may not be set in a vault's own pai-kb.toml (a shared vault must "
                               "not choose where your API key goes); set it with a flag, a PAI_KB_* variable "
                               "or --config FILE outside the vault")
         field_name, converted = _checked(key, value, f"{path}: setting '{key}'")

@@ -33,7 +33,7 @@ from pai_kb.search import Retriever
 from pai_kb.sources import SourceFile, discover
 from pai_kb.store import VectorStore, collection_name
 from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, diff_stats
-from pai_kb.writeback import Written, clip_note, safe_name, save_answer, write_versioned
+from pai_kb.writeback import Written, clip_note, designated, safe_name, save_answer, write_versioned
 
 log = logging.getLogger("pai_kb")
 
@@ -229,8 +229,10 @@ class KnowledgeBase:
         target = confined(self.roots, key.root, key.path, self.exclude)
         return read_lines(target, key.root, key.path, start, end)
 
-    def materialize(self) -> list[Written]:
-        """Write every indexed inbox clip and transcript as a note in its designated vault folder."""
+    def materialize(self, restore: bool = False) -> list[Written]:
+        """Write every indexed inbox clip and transcript as a note in its designated vault folder. A
+        note the person deleted is recorded and stays deleted unless `restore`; one item that cannot
+        be written is reported and the others still are."""
         self._check_index()
         out = []
         c = self.config
@@ -239,13 +241,13 @@ class KnowledgeBase:
             try:
                 source = self.roots["inbox"] / path
                 doc = load_bytes(source.read_bytes(), "inbox", path, read_sidecar(source))
+                kind = c.clippings_folder if doc.source_type == "webclip" else c.transcripts_folder
+                written, new_hash = write_versioned(designated(c.vault, kind), c.vault, safe_name(doc.title),
+                                                    clip_note(doc, key, content_hash), self.manifest.materialized(key),
+                                                    key, restore)
             except (OSError, KeyError, SourceError) as exc:
                 log.warning("%s: not materialised (%s)", key, exc)
                 continue
-            folder = c.clippings_folder if doc.source_type == "webclip" else c.transcripts_folder
-            text = clip_note(doc, key, content_hash)
-            written, new_hash = write_versioned(c.vault / folder, c.vault, safe_name(doc.title),
-                                                text, self.manifest.materialized(key), key)
             self.manifest.set_materialized(key, written.path, new_hash)
             out.append(written)
         return out

@@ -56,8 +56,22 @@ class Filters:
             raise InvalidRequest(f"at most {MAX_FILTERS} type and tag filters may be given")
         if since is not None and not _ISO_DATE.fullmatch(since):
             raise InvalidRequest(f"since '{since}' is not a date like 2024-01-31")
+        for value in (*tags, path or ""):
+            valid_text(value, "a filter")
         return cls(tuple(dict.fromkeys(types)), tuple(dict.fromkeys(t.lstrip("#") for t in tags)), path or None,
                    since)
+
+
+def valid_text(value: str, what: str) -> str:
+    """Text a client sent, refused when it is not valid Unicode (a lone surrogate from a JSON `\\ud800`),
+    which SQLite and the tokenizer cannot take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        from pai_kb.errors import InvalidRequest
+
+        raise InvalidRequest(f"{what} is not valid Unicode (a lone surrogate); send UTF-8 text") from None
+    return value
 
 
 def timestamp(seconds: float) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 from urllib.parse import quote
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,15 @@ if TYPE_CHECKING:  # types only: a search through a running server must not impo
     from pai_kb.sync import SyncReport
 
 _SNIPPET = 240
+# Control characters (C0 but newline and tab, DEL, C1): in a note title, a clip's URL or a model's
+# output they could retitle the terminal or forge a hyperlink (ESC ] 8). The only escapes pai-kb
+# prints are the hyperlinks it builds itself.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def inert(text: str) -> str:
+    """Text safe to print on a terminal: every control character shown as U+FFFD."""
+    return _CONTROL.sub("\ufffd", text)
 
 
 def obsidian_uri(vault: str | None, chunk: Chunk) -> str | None:
@@ -76,8 +86,8 @@ def search_text(hits: Sequence[Hit], vault: str | None = None, links: bool = Fal
         c = hit.chunk
         snippet = " ".join(c.text.split())
         snippet = snippet if len(snippet) <= _SNIPPET else snippet[:_SNIPPET - 1] + "…"
-        where = hyperlink(citation(hit), obsidian_uri(vault, c) if links else None)
-        blocks.append(f"{hit.rank}. {where}  [{hit.score:.3f}]\n   {c.heading}\n   {snippet}")
+        where = hyperlink(inert(citation(hit)), obsidian_uri(vault, c) if links else None)
+        blocks.append(f"{hit.rank}. {where}  [{hit.score:.3f}]\n   {inert(c.heading)}\n   {inert(snippet)}")
     return "\n\n".join(blocks)
 
 
@@ -127,7 +137,7 @@ def status_text(status: Status) -> str:
     for kind in ("new", "changed", "deleted"):
         lines.extend(f"  {kind}: {key}" for key in stale[kind][:20])
     lines.extend(f"  skipped: {key}: {why}" for key, why in list(d["skipped"].items())[:20])
-    return "\n".join(lines)
+    return inert("\n".join(lines))
 
 
 def _iso(ts: float | None) -> str | None:
@@ -143,7 +153,7 @@ def related_dict(note: str, notes: Sequence[RelatedNote]) -> dict[str, Any]:
 def related_text(notes: Sequence[RelatedNote]) -> str:
     if not notes:
         return "No related notes."
-    return "\n".join(f"{i}. {n.path}  [{n.score:.3f}]{'  (already linked)' if n.linked else ''}"
+    return "\n".join(f"{i}. {inert(n.path)}  [{n.score:.3f}]{'  (already linked)' if n.linked else ''}"
                      for i, n in enumerate(notes, start=1))
 
 
@@ -193,7 +203,7 @@ def answer_dict(answer: Answer, vault: str | None = None) -> dict[str, Any]:
 
 def answer_text(answer: Answer, streamed: bool, vault: str | None = None, links: bool = False) -> str:
     """Everything after the streamed answer (or the whole of it when nothing was streamed)."""
-    lines = [] if streamed else [answer.text]
+    lines = [] if streamed else [inert(answer.text)]
     if streamed:
         lines.append("")
     if answer.invalid:
@@ -202,8 +212,8 @@ def answer_text(answer: Answer, streamed: bool, vault: str | None = None, links:
         lines.append("(not grounded: the answer cites none of your notes; treat it with care)")
     if answer.shown:
         lines.append("\nSources:" if not answer.abstained else "\nClosest passages:")
-        lines.extend(f"[{s.n}] {hyperlink(source_citation(s), obsidian_uri(vault, s.first) if links else None)}"
-                     f"  ({s.first.heading})" for s in answer.shown)
+        lines.extend(f"[{s.n}] {hyperlink(inert(source_citation(s)), obsidian_uri(vault, s.first) if links else None)}"
+                     f"  ({inert(s.first.heading)})" for s in answer.shown)
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pai_kb.embeddings import Encoder
 from pai_kb.errors import InvalidRequest
 from pai_kb.manifest import Manifest
-from pai_kb.models import Chunk, Filters, Hit
+from pai_kb.models import Chunk, Filters, Hit, valid_text
 from pai_kb.store import VectorStore
 
 MODES = ("hybrid", "dense", "keyword")
@@ -76,6 +76,7 @@ class Retriever:
                filters: Filters = Filters()) -> list[Hit]:
         if mode not in MODES:
             raise InvalidRequest(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
+        valid_text(query, "the query")
         # per_note caps and overlap removal discard candidates, so fetch deeper when they will.
         depth = max(_CANDIDATES, k * 3)
         similarity: dict[str, float] = {}

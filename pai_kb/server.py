@@ -1,8 +1,13 @@
 """The HTTP API: the same library calls as the CLI, as JSON over HTTP (FastAPI + uvicorn).
 
 Bound to 127.0.0.1 by default. A bearer token (`PAI_KB_TOKEN`) is required whenever the server binds to
-anything but loopback, and enforced on loopback too when set. `/notes/{path}` serves only what
-`pai_kb.notes` allows. Library errors become HTTP statuses by type, in `STATUS` and nowhere else.
+anything but loopback, and enforced on every route but /health when set. `Guard` refuses, before any
+route runs: a `Host` that is not a loopback name or the bound address (DNS rebinding: a web page whose
+name now points at 127.0.0.1 is still not this server's page), a cross-origin browser request from an
+origin not in `server.allowed_origins`, and a body over the cap, chunked or not. `/notes/{path}` serves
+only what `pai_kb.notes` allows. Library errors become HTTP statuses by type, in `STATUS` and nowhere else.
+Requests run concurrently (the manifest gives each thread its own connection), so a slow answer never
+holds up a search.
 
 The server announces itself (`INDEX/server.json`, which the CLI reads to send searches here) only once
 its socket listens and the app has started, so a CLI never finds a server that cannot answer yet.
@@ -20,8 +25,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
+from urllib.parse import urlsplit
+
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -78,23 +87,88 @@ def status_of(exc: PaiKbError) -> int:
     return next(code for kind, code in STATUS if isinstance(exc, kind))
 
 
-def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
+class Guard:
+    """ASGI middleware: Host and Origin checks and the body cap, before anything else runs."""
+
+    def __init__(self, app: Any, bind_host: str, origins: tuple[str, ...]) -> None:
+        self.app = app
+        self.bind_host = bind_host
+        self.origins = set(origins)
+
+    def refusal(self, headers: dict[str, str]) -> tuple[int, str] | None:
+        host = headers.get("host", "")
+        name = urlsplit(f"//{host}").hostname or ""
+        wildcard = self.bind_host in ("0.0.0.0", "::")  # reachable by any name; the token guards it
+        if not (is_loopback(name) or name == self.bind_host or wildcard):
+            return 421, f"this server answers to 127.0.0.1 or localhost, not to Host '{host}'"
+        origin = headers.get("origin")
+        if origin and origin not in self.origins and urlsplit(origin).netloc != host:
+            return 403, (f"cross-origin request from {origin} refused; allow it with server.allowed_origins "
+                         "in a pai-kb.toml (or PAI_KB_ALLOWED_ORIGINS)")
+        if int(headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            return 413, f"request body over {MAX_BODY_BYTES} bytes"
+        return None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refused = self.refusal(headers)
+        if refused:
+            return await JSONResponse({"detail": refused[1]}, status_code=refused[0])(scope, receive, send)
+        body = await _read_capped(receive)
+        if body is None:
+            return await JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)(
+                scope, receive, send)
+        replayed = False
+
+        async def replay() -> Any:
+            """The body read above, then the real channel (a streaming response listens for disconnects)."""
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def _read_capped(receive: Any) -> bytes | None:
+    """The whole request body, however it was sent (length or chunked), or None once over the cap."""
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return body
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY_BYTES:
+            return None
+        if not message.get("more_body", False):
+            return body
+
+
+def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "127.0.0.1") -> FastAPI:
     # /docs and /redoc load their scripts from a CDN, so offline they are blank pages: off. The OpenAPI
     # document itself is served at /openapi.json.
     app = FastAPI(title="pai-kb", version=_version(), docs_url=None, redoc_url=None,
                   description="Search and ask your own notes, clips and transcripts.")
-    lock = threading.Lock()  # one KnowledgeBase: one request at a time touches it
     vault = kb.config.vault.name
+    origins = kb.config.allowed_origins
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(origins), allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"])
+    app.add_middleware(Guard, bind_host=bind_host, origins=origins)
 
     @app.exception_handler(PaiKbError)
     async def library_error(request: Request, exc: PaiKbError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
-        return await call_next(request)
+    @app.exception_handler(RequestValidationError)
+    async def schema_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's own handler echoes the input back, and fails (500) on input that is not valid Unicode."""
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return JSONResponse(json.loads(json.dumps({"detail": errors})), status_code=422)
 
     def authorised(request: Request) -> None:
         if token is None:
@@ -104,10 +178,6 @@ def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
             raise HTTPException(401, "missing or wrong bearer token (PAI_KB_TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return fn(*args, **kwargs)
-
     guard = [Depends(authorised)]
 
     @app.get("/health")
@@ -116,7 +186,7 @@ def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
 
     @app.get("/status", dependencies=guard)
     def status() -> dict[str, Any]:
-        return render.status_dict(call(kb.status))
+        return render.status_dict(kb.status())
 
     @app.get("/search", dependencies=guard)
     def search_get(q: str = Query(min_length=1, max_length=2000), k: int = Query(10, ge=1, le=MAX_K),
@@ -129,7 +199,7 @@ def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
     @app.post("/search", dependencies=guard)
     def search_post(body: SearchBody) -> dict[str, Any]:
         filters = Filters.of(body.types, body.tags, body.path, body.since)
-        hits = call(kb.search, body.query, k=body.k, mode=body.mode, per_note=body.per_note, filters=filters)
+        hits = kb.search(body.query, k=body.k, mode=body.mode, per_note=body.per_note, filters=filters)
         return render.search_dict(body.query, hits, vault=vault, mode=body.mode, k=body.k, per_note=body.per_note,
                                   filters=vars(filters))
 
@@ -137,17 +207,17 @@ def create_app(kb: KnowledgeBase, token: str | None = None) -> FastAPI:
     def ask(body: AskBody) -> Any:
         filters = Filters.of(body.types, body.tags, body.path, body.since)
         if not body.stream:
-            answer = call(kb.ask, body.question, k=body.k, filters=filters, use_llm=not body.no_llm)
+            answer = kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm)
             return render.answer_dict(answer, vault)
-        return StreamingResponse(_sse(kb, lock, body, filters), media_type="text/event-stream")
+        return StreamingResponse(_sse(kb, body, filters), media_type="text/event-stream")
 
     @app.get("/notes/{path:path}", dependencies=guard)
     def note(path: str, root: str | None = None) -> dict[str, Any]:
-        return render.note_dict(call(kb.note, path, root=root))
+        return render.note_dict(kb.note(path, root=root))
 
     @app.get("/related", dependencies=guard)
     def related(note: str = Query(min_length=1), k: int = Query(10, ge=1, le=MAX_K), new_only: bool = False) -> dict[str, Any]:
-        return render.related_dict(note, call(kb.related, note, k=k, new_only=new_only))
+        return render.related_dict(note, kb.related(note, k=k, new_only=new_only))
 
     return app
 
@@ -158,7 +228,7 @@ def _version() -> str:
     return version("pai-kb")
 
 
-def _sse(kb: KnowledgeBase, lock: threading.Lock, body: AskBody, filters: Filters) -> Iterator[str]:
+def _sse(kb: KnowledgeBase, body: AskBody, filters: Filters) -> Iterator[str]:
     """Server-sent events: `token` events while the model writes, then one `answer` event (the JSON of
     `pai-kb ask --json`), or an `error` event."""
     import queue
@@ -166,15 +236,14 @@ def _sse(kb: KnowledgeBase, lock: threading.Lock, body: AskBody, filters: Filter
     events: queue.Queue[tuple[str, str] | None] = queue.Queue()
 
     def work() -> None:
-        with lock:
-            try:
-                answer = kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm,
-                                on_token=lambda t: events.put(("token", json.dumps(t))))
-                events.put(("answer", render.dumps(render.answer_dict(answer, kb.config.vault.name))))
-            except PaiKbError as exc:
-                events.put(("error", json.dumps(str(exc))))
-            finally:
-                events.put(None)
+        try:
+            answer = kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm,
+                            on_token=lambda t: events.put(("token", json.dumps(t))))
+            events.put(("answer", render.dumps(render.answer_dict(answer, kb.config.vault.name))))
+        except PaiKbError as exc:
+            events.put(("error", json.dumps(str(exc))))
+        finally:
+            events.put(None)
 
     threading.Thread(target=work, daemon=True).start()
     while (item := events.get()) is not None:
@@ -208,7 +277,7 @@ def serve(kb: KnowledgeBase, sock: socket.socket, token: str | None) -> None:
         # the server record be removed on the way out.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with advertised(kb.config.index_dir, f"http://{local}:{port}") as announce:
-        server = _Announcing(uvicorn.Config(create_app(kb, token), log_level="warning"), announce)
+        server = _Announcing(uvicorn.Config(create_app(kb, token, host), log_level="warning"), announce)
         server.run(sockets=[sock])
 
 

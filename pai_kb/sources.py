@@ -67,13 +67,23 @@ def _walk(name: str, root: Path, exclude: tuple[str, ...]) -> Iterator[SourceFil
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
                     continue
-                rel = Path(entry.path).relative_to(root).as_posix()
+                rel = _readable(Path(entry.path).relative_to(root).as_posix())
                 if not is_candidate(rel, exclude, name) or not _inside(entry, root):
                     continue
                 st = entry.stat()
-            except OSError:
+            except (OSError, RuntimeError):  # RuntimeError: a loop of symlinks
                 continue
             yield SourceFile(name, rel, Path(entry.path), st.st_mtime_ns, st.st_size)
+
+
+def _readable(rel: str) -> str:
+    """A name that is not valid UTF-8 (os gives it with surrogate escapes) keyed by its bytes written
+    out as `\\xff`, so the index, its SQL and every JSON output can hold it; `abspath` stays the real one."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _inside(entry: os.DirEntry, root: Path) -> bool:

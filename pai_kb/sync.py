@@ -21,7 +21,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pai_kb.chunking import chunk_document
 from pai_kb.config import Config
@@ -320,14 +320,22 @@ class Syncer:
             return work
         try:
             work.doc = load_bytes(data[key], source.root, source.path, read_sidecar(source.abspath))
+            work.chunks = chunk_document(work.doc, self.embedder.count_tokens, self.config.chunk_tokens,
+                                         self.config.chunk_overlap, self.embedder.max_tokens)
         except SourceError as exc:
-            report.warnings.append(str(exc))
-            report.skipped += 1
-            work.error = str(exc)
-            return work
+            return self._skip(work, str(exc), report)
+        except Exception as exc:  # noqa: BLE001 — the per-file boundary: one file, whatever it does, never stops a run
+            return self._skip(work, f"{key}: could not be read as {PurePosixPath(key).suffix or 'text'} "
+                                    f"({type(exc).__name__}: {exc}); not indexed", report)
         report.warnings.extend(work.doc.warnings)
-        work.chunks = chunk_document(work.doc, self.embedder.count_tokens, self.config.chunk_tokens,
-                                     self.config.chunk_overlap, self.embedder.max_tokens)
+        return work
+
+    @staticmethod
+    def _skip(work: _Work, why: str, report: SyncReport) -> _Work:
+        """Recorded with its reason (`status` lists it as skipped) and without chunks."""
+        report.warnings.append(why)
+        report.skipped += 1
+        work.doc, work.chunks, work.error = None, [], why
         return work
 
     def _write(self, batch: list[_Work], report: SyncReport) -> None:

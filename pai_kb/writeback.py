@@ -39,15 +39,32 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# File systems limit a name to 255 *bytes* (a CJK character is three); this leaves room for " (99).md".
+_NAME_BYTES = 200
+
+
 def safe_name(title: str, fallback: str = "Untitled") -> str:
-    """A file name Obsidian and every OS accept; no path separators, no leading dots."""
-    name = " ".join(_UNSAFE.sub(" ", title).split()).strip(". ")[:120]
+    """A file name Obsidian and every OS accept: no path separators, no leading dots, at most
+    _NAME_BYTES bytes of UTF-8, cut on a character boundary."""
+    name = " ".join(_UNSAFE.sub(" ", title).split())
+    name = name.encode("utf-8")[:_NAME_BYTES].decode("utf-8", "ignore").strip(". ")
     return name or fallback
 
 
 def inside(folder: Path, target: Path) -> Path:
     if not target.resolve().is_relative_to(folder.resolve()):
         raise ConfigError(f"refusing to write {target}: outside the designated folder {folder}")
+    return target
+
+
+def designated(vault: Path, folder: str) -> Path:
+    """The vault folder pai-kb may write into, created if needed; refused when it (or a symlink on the
+    way) leads outside the vault."""
+    target = vault / folder
+    if not target.resolve().is_relative_to(vault.resolve()):
+        raise ConfigError(f"refusing to write into {target}: it leads outside the vault (a symlink?); "
+                          "point the obsidian.*_folder setting at a real folder inside the vault")
+    target.mkdir(parents=True, exist_ok=True)
     return target
 
 
@@ -91,11 +108,13 @@ def _transcript_body(doc: Document) -> str:
 
 
 def write_versioned(folder: Path, vault: Path, name: str, text: str, previous: tuple[str, str] | None,
-                    source: str) -> tuple[Written, str]:
-    """Write `text` as `name` in `folder`, respecting edits: returns what was done and the written hash."""
-    folder.mkdir(parents=True, exist_ok=True)
+                    source: str, restore: bool = False) -> tuple[Written, str]:
+    """Write `text` as `name` in `folder`, respecting edits: returns what was done and the written hash.
+    A note pai-kb wrote that the person deleted stays deleted unless `restore` is asked for."""
     target = inside(folder, vault / previous[0]) if previous else inside(folder, folder / f"{name}.md")
     new_hash = digest(text)
+    if previous is not None and not target.exists() and not restore:
+        return Written(source, previous[0], "deleted-by-you"), previous[1]
     if target.exists():
         current = digest(target.read_text(encoding="utf-8", errors="replace"))
         ours = previous is not None and current == previous[1]
@@ -143,8 +162,7 @@ def answer_note(answer: Answer, vault_name: str | None = None) -> str:
 
 
 def save_answer(answer: Answer, vault: Path, folder: str) -> Path:
-    target_dir = vault / folder
-    target_dir.mkdir(parents=True, exist_ok=True)
+    target_dir = designated(vault, folder)
     name = safe_name(f"{dt.date.today().isoformat()} {answer.question}")
     target = inside(target_dir, target_dir / f"{name}.md")
     if target.exists():

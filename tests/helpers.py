@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
+import uvicorn
+
 from pai_kb.kb import KnowledgeBase
 
 
@@ -12,3 +18,21 @@ def snapshot(kb: KnowledgeBase) -> set[tuple[str, str, str]]:
     assert kb.manifest.keyword_rows() == len(rows), "keyword index out of step with chunks"
     assert kb.store.ids() == {r[1] for r in rows}, "vector store out of step with manifest"
     return set(rows)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(app) -> tuple[str, uvicorn.Server]:
+    """A real uvicorn server for `app` on a free loopback port, once it accepts requests."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server

@@ -1,7 +1,9 @@
 """Fusion, selection, keyword queries and filters, with literal inputs and a real manifest."""
 
+import pytest
+
 from pai_kb.keyword import fts_query
-from pai_kb.manifest import Filters
+from pai_kb.models import Filters
 from pai_kb.models import Chunk
 from pai_kb.search import rrf, select
 
@@ -61,3 +63,12 @@ def test_filters_apply_to_keyword_and_dense(mk, tmp_path, vault, embedder):
         assert "Coffee/Pour-over brewing.md" not in recent  # created: 2025-03-02 in its frontmatter
         assert paths(mode, types=("transcript",)) == set()
         assert paths(mode, tags=("coffee",), path="Coffee/Espresso*") == {"Coffee/Espresso dialing in.md"}
+
+
+def test_a_query_that_is_not_valid_unicode_is_refused_not_crashed(tmp_path, vault, embedder):
+    from conftest import make_kb
+    from pai_kb.errors import InvalidRequest
+    kb = make_kb(tmp_path, vault, embedder)
+    kb.index()
+    with pytest.raises(InvalidRequest, match="not valid Unicode"):
+        kb.search("coffee \ud800", k=3, mode="keyword")

@@ -6,26 +6,19 @@ import os
 import shutil
 import socket
 import sys
-import threading
 import time
 
 import anyio
 import httpx
 import pytest
-import uvicorn
 
 from conftest import PROJECT, make_kb
+from helpers import free_port, start
 from fake_llm import FakeLLM, Reply
 from pai_kb.errors import ConfigError
 from pai_kb.server import create_app, is_loopback, listen
 
 TOKEN = "test-token-123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +30,6 @@ def kb(tmp_path_factory, real_embedder):
     kb = make_kb(tmp, tmp / "vault", real_embedder, inbox=tmp / "inbox")
     kb.index()
     return kb
-
-
-def start(app) -> tuple[str, uvicorn.Server]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", server
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,17 @@ import yaml
 _MAX_FRONTMATTER = 64 * 1024
 _OPEN = re.compile(r"---[ \t]*$")
 _CLOSE = re.compile(r"(---|\.\.\.)[ \t]*$")
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe loading, with dates left as the text the person wrote: `created: 2024-02-30` is a typo to
+    keep, not a reason for the YAML library to raise (`document_date` reads dates from text anyway)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,7 @@ def _parse(text: str, line_count: int) -> Frontmatter:
         if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=_Loader)):
             return Frontmatter(line_count=line_count, warning="frontmatter uses YAML aliases; ignored")
         data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Frontmatter(line_count=line_count, warning=f"frontmatter is not valid YAML ({first}); body indexed")
     if data is None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pai_kb.errors import SourceError
 from pai_kb.loaders.markdown import load_markdown
+from pai_kb.loaders.text import looks_binary
 from pai_kb.models import Document
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w-]+)""", re.I)
@@ -61,6 +62,8 @@ def load_html(data: bytes, root: str, path: str) -> Document:
     import trafilatura
 
     html = decode_html(data)
+    if b"\x00" in data[:8192] or looks_binary(html):
+        raise SourceError(f"{root}/{path}: looks binary, not HTML; not indexed — rename it if it is a page")
     tree = _tree(html)
     warnings: tuple[str, ...] = ()
     if tree is not None and sum(1 for _ in tree.iter()) > MAX_ELEMENTS:
