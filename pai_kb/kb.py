@@ -18,7 +18,9 @@ from pathlib import Path
 
 from pai_kb.answer import Answer, Answerer, AnswerSettings
 from pai_kb.chunking import CHUNKER_VERSION
+from pai_kb import layout
 from pai_kb.config import Config
+from pai_kb.dense import DenseIndex
 from pai_kb.embeddings import Embedder, Encoder, SentenceTransformerEmbedder, export_onnx
 from pai_kb.errors import ConfigError, IndexMismatchError, SourceError, VaultMismatch
 from pai_kb.llm import ChatModel, LLMSettings
@@ -53,10 +55,23 @@ class Status:
 
 class KnowledgeBase:
     def __init__(self, config: Config, embedder: Embedder | None = None,
-                 query_encoder: Encoder | None = None) -> None:
+                 query_encoder: Encoder | None = None, generation: Path | None = None) -> None:
         self.config = config
         self._given_embedder = embedder
         self._given_query_encoder = query_encoder
+        self._given_generation = generation
+
+    @cached_property
+    def generation(self) -> Path:
+        """The folder of the index's current generation (see `layout`)."""
+        return self._given_generation or layout.current(self.config.index_dir)
+
+    def _follow(self) -> None:
+        """A long-lived reader (the server) moves to a generation another process switched to. The old
+        one's connections are dropped, not closed: a request still using them finishes."""
+        if self._given_generation is None and layout.current(self.config.index_dir) != self.generation:
+            for name in ("generation", "manifest", "store", "dense", "retriever"):
+                vars(self).pop(name, None)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -91,14 +106,14 @@ class KnowledgeBase:
 
     @cached_property
     def manifest(self) -> Manifest:
-        return Manifest(self.config.index_dir / "manifest.sqlite3")
+        return Manifest(self.generation / "manifest.sqlite3")
 
     @cached_property
     def store(self) -> VectorStore:
         c = self.config
         if c.chroma_url:
-            return VectorStore(c.index_dir / "chroma", c.chroma_url, collection_name(c.index_dir))
-        return VectorStore(c.index_dir / "chroma")
+            return VectorStore(self.generation / "chroma", c.chroma_url, collection_name(self.generation))
+        return VectorStore(self.generation / "chroma")
 
     @property
     def store_is_open(self) -> bool:
@@ -113,8 +128,12 @@ class KnowledgeBase:
         return ChatModel(LLMSettings(c.llm_base_url, c.llm_model, c.llm_api_key_env, c.llm_timeout, c.llm_temperature))
 
     @cached_property
+    def dense(self) -> DenseIndex:
+        return DenseIndex(self.manifest)
+
+    @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.manifest, lambda: self.store, lambda: self.query_embedder)
+        return Retriever(self.manifest, self.dense, lambda: self.query_embedder)
 
     @property
     def roots(self) -> dict[str, Path]:
@@ -140,22 +159,39 @@ class KnowledgeBase:
 
     # -- writing --------------------------------------------------------------------------------
     def index(self, rebuild: bool = False, progress: Progress | None = None, allow_removal: bool = False) -> SyncReport:
+        """Bring the index up to date. `rebuild` builds a new generation beside the current one and
+        switches to it when complete, so searches keep answering meanwhile."""
         self.check_vault()
         with writer_lock(self.config.index_dir):
-            report = self.sync(rebuild, progress, allow_removal=allow_removal)
+            if rebuild:
+                return self._rebuild(progress)
+            report = self.sync(progress=progress, allow_removal=allow_removal)
+            if not (self.config.index_dir / layout.CURRENT).exists():
+                layout.switch(self.config.index_dir, self.generation)
             self._export_query_encoder()
             return report
 
-    def sync(self, rebuild: bool = False, progress: Progress | None = None, stop: Callable[[], bool] | None = None,
+    def _rebuild(self, progress: Progress | None) -> SyncReport:
+        previous = self.generation
+        fresh = layout.following(self.config.index_dir)
+        builder = KnowledgeBase(self.config, self.embedder, generation=fresh)
+        try:
+            report = builder.sync(progress=progress, allow_removal=True)
+            builder._export_query_encoder()
+        finally:
+            builder.close()
+        layout.switch(self.config.index_dir, fresh)
+        layout.prune(self.config.index_dir, keep={fresh, previous})
+        self._follow()
+        return report
+
+    def sync(self, progress: Progress | None = None, stop: Callable[[], bool] | None = None,
              batch_chunks: int | None = None, allow_removal: bool = False) -> SyncReport:
         """One repair-then-sync pass (see `Syncer.run`); the caller holds `writer_lock`."""
-        if rebuild:
-            self.manifest.reset()
-            self.store.reset()
         self._check_roots(record=True)
         self._check_fingerprint(record=True)
         syncer = Syncer(self.config, self.manifest, lambda: self.store, self.embedder, stop, batch_chunks)
-        return syncer.run(self.roots, self.exclude, progress, allow_removal or rebuild)
+        return syncer.run(self.roots, self.exclude, progress, allow_removal)
 
     def check_vault(self) -> None:
         if not self.config.vault.is_dir():
@@ -193,7 +229,8 @@ class KnowledgeBase:
     def _check_index(self) -> None:
         """Before reading: the vault is there, it has an index, and the index is this vault's."""
         self.check_vault()
-        if not (self.config.index_dir / "manifest.sqlite3").is_file():
+        self._follow()
+        if not (self.generation / "manifest.sqlite3").is_file():
             raise ConfigError(f"no index for vault {self.config.vault} at {self.config.index_dir}: run `pai-kb index` "
                               "first, or pass the --index it was built in")
         self._check_roots()
@@ -260,7 +297,7 @@ class KnowledgeBase:
 
     def related(self, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
         self._check_readable()
-        return related(self.manifest, self.store, note, k, new_only)
+        return related(self.manifest, self.dense, note, k, new_only)
 
     def recent(self, limit: int) -> list[dict[str, object]]:
         self._check_index()
@@ -268,6 +305,7 @@ class KnowledgeBase:
 
     def status(self) -> Status:
         self.check_vault()
+        self._follow()
         self._check_roots()
         files, chunks = self.manifest.counts()
         disk: dict[str, SourceFile] = discover(self.roots, self.exclude)

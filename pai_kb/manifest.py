@@ -1,9 +1,10 @@
 """The manifest: one SQLite database that is the index's source of truth.
 
-It maps every file to its stat and content hash and its chunk ids, holds chunk text and citation
-fields, the keyword (FTS5) index, the index fingerprint, and a journal of vector ids that may exist in
-Chroma without being committed here (`orphans`). Because chunks and the keyword index change in the
-same SQLite transaction, they can never disagree; Chroma is repaired from the journal.
+It maps every file to its stat and content hash and its chunk ids, holds chunk text, citation fields and
+vectors (float32), the keyword (FTS5) index, the index fingerprint, and a journal of vector ids that may
+exist in Chroma without being committed here (`orphans`). Because chunks, their vectors and the keyword
+index change in the same SQLite transaction, they can never disagree; Chroma is repaired from the
+journal. Every write of chunks moves `version`, so readers in other processes know to reload.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import sqlite3
 import threading
 import time
+from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ CREATE TABLE IF NOT EXISTS files(
 CREATE TABLE IF NOT EXISTS chunks(
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_key TEXT NOT NULL, ordinal INTEGER NOT NULL,
     title TEXT, heading TEXT, text TEXT, embed_hash TEXT NOT NULL, line_start INTEGER, line_end INTEGER,
-    tags TEXT, aliases TEXT, source_type TEXT, url TEXT, start_s REAL, end_s REAL);
+    tags TEXT, aliases TEXT, source_type TEXT, url TEXT, start_s REAL, end_s REAL, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_key);
 CREATE INDEX IF NOT EXISTS chunks_embed ON chunks(embed_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
@@ -38,7 +40,7 @@ CREATE TABLE IF NOT EXISTS orphans(id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS materialized(source TEXT PRIMARY KEY, note_path TEXT NOT NULL, written_hash TEXT NOT NULL);
 """
 # Part of the index fingerprint: a manifest written with another schema must be rebuilt, not read.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _TABLES = ("meta", "files", "chunks", "chunks_fts", "orphans", "materialized")
 _CHUNK_COLS = ("id, doc_key, ordinal, title, heading, text, line_start, line_end, tags, aliases, "
                "source_type, url, start_s, end_s")
@@ -163,7 +165,7 @@ class Manifest:
         return found
 
     def write_document(self, db: sqlite3.Connection, doc_key: str, state: FileState, info: DocInfo,
-                       chunks: Sequence[Chunk], embed_hashes: Sequence[str]) -> None:
+                       chunks: Sequence[Chunk], embed_hashes: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
         """Replace a file's row and all its chunks; call inside `transaction()`."""
         self.delete_document(db, doc_key)
         key = DocKey.parse(doc_key)
@@ -171,18 +173,20 @@ class Manifest:
                    "error, doc_date, copy_of, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (doc_key, key.root, key.path, state.mtime_ns, state.size, state.content_hash, info.title, info.source_type,
                     json.dumps(list(info.links)), info.error, info.date, info.copy_of, time.time()))
-        for chunk, embed_hash in zip(chunks, embed_hashes):
+        for chunk, embed_hash, vector in zip(chunks, embed_hashes, vectors, strict=True):
             cur = db.execute(
                 "INSERT INTO chunks(id, doc_key, ordinal, title, heading, text, embed_hash, line_start, "
-                "line_end, tags, aliases, source_type, url, start_s, end_s) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "line_end, tags, aliases, source_type, url, start_s, end_s, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (chunk.id, doc_key, chunk.ordinal, chunk.title, chunk.heading, chunk.text, embed_hash,
                  chunk.line_start, chunk.line_end, json.dumps(list(chunk.tags)),
-                 json.dumps(list(chunk.aliases)), chunk.source_type, chunk.url, chunk.start_s, chunk.end_s))
+                 json.dumps(list(chunk.aliases)), chunk.source_type, chunk.url, chunk.start_s, chunk.end_s,
+                 array("f", vector).tobytes()))
             db.execute("INSERT INTO chunks_fts(rowid, title, aliases, heading, text) VALUES (?, ?, ?, ?, ?)",
                        (cur.lastrowid, chunk.title, " ".join(chunk.aliases), chunk.heading, chunk.text))
 
     def delete_document(self, db: sqlite3.Connection, doc_key: str) -> None:
+        _bump_version(db)
         db.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE doc_key = ?)", (doc_key,))
         db.execute("DELETE FROM chunks WHERE doc_key = ?", (doc_key,))
         db.execute("DELETE FROM files WHERE doc_key = ?", (doc_key,))
@@ -301,6 +305,24 @@ class Manifest:
     def all_chunk_ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT id FROM chunks")}
 
+    def version(self) -> str | None:
+        """Changes with every write of chunks, in whatever process: a reader's cue to reload."""
+        return self.get_meta("version")
+
+    def all_vectors(self) -> tuple[list[str], list[bytes]]:
+        """(chunk ids, their float32 vectors as bytes), in one consistent read."""
+        rows = self._db.execute("SELECT id, vector FROM chunks ORDER BY rowid").fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        found: dict[str, list[float]] = {}
+        for start in range(0, len(ids), 500):
+            part = list(ids[start:start + 500])
+            marks = ",".join("?" * len(part))
+            for cid, blob in self._db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part):
+                found[cid] = array("f", blob).tolist()
+        return found
+
     def all_chunks(self) -> list[Chunk]:
         """Every chunk, in file and reading order: for checks and benchmarks that compare whole indexes."""
         return [_chunk(r) for r in self._db.execute(f"SELECT {_CHUNK_COLS} FROM chunks ORDER BY doc_key, ordinal")]
@@ -318,6 +340,11 @@ class Manifest:
             for table in _TABLES:
                 db.execute(f"DROP TABLE IF EXISTS {table}")
         self._db.executescript(_SCHEMA)
+
+
+def _bump_version(db: sqlite3.Connection) -> None:
+    db.execute("INSERT INTO meta(key, value) VALUES ('version', lower(hex(randomblob(8)))) "
+               "ON CONFLICT(key) DO UPDATE SET value = lower(hex(randomblob(8)))")
 
 
 def _chunk(row: tuple) -> Chunk:

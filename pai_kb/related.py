@@ -1,4 +1,4 @@
-"""Notes related to a note: every chunk of it asks the vector store for its neighbours, and each
+"""Notes related to a note: every chunk of it asks the dense index for its neighbours, and each
 other note scores by its best match plus a little for every further chunk that matched, so a note
 that is close in several places ranks above one that shares a single sentence."""
 
@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from pai_kb.dense import DenseIndex
 from pai_kb.manifest import Manifest
 from pai_kb.models import DocKey
 from pai_kb.notes import resolve_note
-from pai_kb.store import VectorStore
 
 _NEIGHBOURS = 30
 _EXTRA_MATCH = 0.02
@@ -50,15 +50,15 @@ def linked_keys(links: Sequence[str], documents: Mapping[str, tuple[str, list[st
     return out
 
 
-def related(manifest: Manifest, store: VectorStore, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
+def related(manifest: Manifest, dense: DenseIndex, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
     documents = manifest.documents()
     key = resolve_note(note, {k: title for k, (title, _) in documents.items()})
     linked = linked_keys(documents[key][1], documents)
     own = manifest.chunk_ids(key)
     best: dict[str, float] = {}
     count: dict[str, int] = {}
-    for vector in store.vectors(own).values():
-        hits = store.query(vector, _NEIGHBOURS + len(own))
+    for vector in dense.vectors(own).values():
+        hits = dense.query(vector, _NEIGHBOURS + len(own))
         chunks = manifest.get_chunks([i for i, _ in hits])
         seen_here: set[str] = set()
         for chunk_id, score in hits:

@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from pai_kb.dense import DenseIndex
 from pai_kb.embeddings import Encoder
 from pai_kb.errors import InvalidRequest
 from pai_kb.manifest import Manifest
 from pai_kb.models import Chunk, Filters, Hit, valid_text
-from pai_kb.store import VectorStore
 
 MODES = ("hybrid", "dense", "keyword")
 RRF_K = 60
@@ -67,9 +67,9 @@ def select(ranked: Sequence[tuple[Chunk, float]], k: int, per_note: int | None =
 
 
 class Retriever:
-    def __init__(self, manifest: Manifest, store: Callable[[], VectorStore], embedder: Callable[[], Encoder]) -> None:
+    def __init__(self, manifest: Manifest, dense: DenseIndex, embedder: Callable[[], Encoder]) -> None:
         self.manifest = manifest
-        self._store = store
+        self.dense = dense
         self._embedder = embedder
 
     def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
@@ -101,11 +101,11 @@ class Retriever:
         allowed = self.manifest.filtered_ids(filters) if filters.active else None
         if allowed is not None and not allowed:
             return []
-        # In a fresh process, importing chromadb (~0.5 s) overlaps loading the query encoder. numpy is
-        # imported first, here: its C extension breaks when two threads import it at the same moment.
+        # In a fresh process, reading the vectors from the manifest overlaps loading the query encoder.
+        # numpy is imported first, here: its C extension breaks when two threads import it at once.
         import numpy  # noqa: F401
 
         with ThreadPoolExecutor(max_workers=1) as pool:
-            store = pool.submit(self._store)
+            pool.submit(self.dense.load)
             vector = self._embedder().embed([query])[0]
-            return store.result().query(vector, depth, ids=allowed)
+        return self.dense.query(vector, depth, ids=allowed)

@@ -339,7 +339,7 @@ class Syncer:
         return work
 
     def _write(self, batch: list[_Work], report: SyncReport) -> None:
-        ids, vectors, metas = self._vectors(batch, report)
+        ids, vectors, metas, every = self._vectors(batch, report)
         with self.manifest.transaction() as db:
             self.manifest.add_orphans(db, ids)
         if ids:
@@ -350,24 +350,28 @@ class Syncer:
                 if work.moved_from:
                     self.manifest.delete_document(db, work.moved_from)
                 self.manifest.write_document(db, work.key, work.state, _info(work), work.chunks,
-                                             [embed_hash(c.embed_text) for c in work.chunks])
+                                             [embed_hash(c.embed_text) for c in work.chunks],
+                                             [every[c.id] for c in work.chunks])
                 new = {c.id for c in work.chunks}
                 stale.extend(i for i in work.old_ids if i not in new)
             self.manifest.add_orphans(db, stale)
             self.manifest.clear_orphans(db, ids)
         self._drop_vectors(stale)
 
-    def _vectors(self, batch: Sequence[_Work], report: SyncReport) -> tuple[list[str], list, list[dict]]:
-        """Vectors for every chunk not already stored under its id: reused from the store when some
-        chunk with the same embedded text (or a moved file's chunk at the same place) exists, else
-        embedded. Only genuinely new text reaches the model."""
+    def _vectors(self, batch: Sequence[_Work], report: SyncReport) -> tuple[list[str], list, list[dict], dict]:
+        """Vectors for every chunk of the batch (the last item maps each id to its vector, for the
+        manifest), and the ids, vectors and metadata the store does not hold yet. A vector is reused
+        from the manifest when the chunk keeps its id, when some chunk with the same embedded text (or
+        a moved file's chunk at the same place) exists; only genuinely new text reaches the model."""
         todo: list[tuple[Chunk, str]] = []
         reuse_ids: dict[str, str] = {}  # new chunk id -> stored id with the same vector
+        kept: list[str] = []  # chunks whose id, and so whose vector, is unchanged
         for work in batch:
             old = set(work.old_ids)
             for chunk in work.chunks:
                 if chunk.id in old:
                     report.chunks_reused += 1
+                    kept.append(chunk.id)
                     continue
                 previous = work.reuse_from[chunk.ordinal] if chunk.ordinal < len(work.reuse_from) else None
                 if previous is not None and previous.text == chunk.text:
@@ -379,8 +383,8 @@ class Syncer:
         for chunk, h in todo:
             if chunk.id not in reuse_ids and h in known:
                 reuse_ids[chunk.id] = known[h]
-        stored = self.store.vectors(sorted(set(reuse_ids.values()))) if reuse_ids else {}
-        vectors: dict[str, list[float]] = {}
+        stored = self.manifest.vectors(sorted(set(reuse_ids.values()) | set(kept)))
+        vectors: dict[str, list[float]] = {i: stored[i] for i in kept}
         fresh = []
         for chunk, _ in todo:
             vector = stored.get(reuse_ids.get(chunk.id, ""))
@@ -394,7 +398,7 @@ class Syncer:
         report.chunks_embedded += len(fresh)
         ids = [c.id for c, _ in todo]
         metas = [{"doc_key": c.doc_key, "source_type": c.source_type} for c, _ in todo]
-        return ids, [vectors[i] for i in ids], metas
+        return ids, [vectors[i] for i in ids], metas, vectors
 
     def _delete(self, keys: Sequence[str]) -> None:
         if not keys:

@@ -1,6 +1,6 @@
 """Run one `index` in its own process, so tests can kill -9 it at any moment.
 
-usage: crash_worker.py VAULT INDEX_DIR SECONDS_PER_TEXT
+usage: crash_worker.py VAULT INDEX_DIR SECONDS_PER_TEXT [--rebuild]
 """
 
 import sys
@@ -29,5 +29,5 @@ class SlowEmbedder(HashEmbedder):
 if __name__ == "__main__":
     vault, index_dir, delay = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
     config = load_config({"vault": vault, "inbox": vault / "_no_inbox", "index_dir": index_dir}, env={})
-    report = KnowledgeBase(config, embedder=SlowEmbedder(delay)).index()
+    report = KnowledgeBase(config, embedder=SlowEmbedder(delay)).index(rebuild="--rebuild" in sys.argv)
     print(report.chunks_total)

@@ -1,0 +1,73 @@
+"""Dense retrieval by exact cosine over every vector, held in memory and read from the manifest.
+
+Each chunk's vector is written in the same SQLite transaction as the chunk itself (Chroma stays the
+store of record and the server-mode backend), so the query path needs neither chromadb nor any repair:
+what the keyword arm can see, the dense arm sees too, in every process, the moment a sync commits. A
+process keeps the matrix and reloads it when the manifest's version moves (another process indexed,
+the watcher applied a batch), so a running server follows the index. Brute force over 100k × 384
+float32 is a few milliseconds of one matrix-vector product: exact, where an HNSW graph approximates.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pai_kb.manifest import Manifest
+
+
+class DenseIndex:
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self._lock = threading.Lock()
+        self._state: _State = _State(None, [], {}, None)
+
+    def query(self, vector: Sequence[float], k: int, ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """(id, cosine similarity) best first, optionally only among `ids`. Vectors are unit length, as
+        the model gives them, so the dot product is the cosine."""
+        import numpy as np
+
+        state = self._current()
+        if state.matrix is None or not state.ids:
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        rows = None if ids is None else np.fromiter((state.row[i] for i in ids if i in state.row), dtype=np.int64)
+        if rows is not None and not len(rows):
+            return []
+        scores = (state.matrix if rows is None else state.matrix[rows]) @ query
+        k = min(k, len(scores))
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        picked = best if rows is None else rows[best]
+        return [(state.ids[int(r)], float(scores[int(b)])) for r, b in zip(picked, best)]
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        state = self._current()
+        return {i: state.matrix[state.row[i]].tolist() for i in ids if i in state.row}
+
+    def load(self) -> None:
+        """Read the vectors now (a fresh process does it while the query encoder loads)."""
+        self._current()
+
+    def _current(self) -> "_State":
+        """The matrix as of the manifest's current version: one small read per query, a reload when
+        anything was written since."""
+        import numpy as np
+
+        version = self.manifest.version()
+        with self._lock:
+            if version != self._state.version:
+                ids, blobs = self.manifest.all_vectors()
+                matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1) if ids else None
+                self._state = _State(version, ids, {i: n for n, i in enumerate(ids)}, matrix)
+            return self._state
+
+
+@dataclass(frozen=True)
+class _State:
+    version: str | None
+    ids: list[str]
+    row: dict[str, int]
+    matrix: Any
