@@ -248,3 +248,12 @@ def test_cjk_titles_and_deleted_notes(tmp_path, embedder):
     again = {w.source: w.action for w in kb.materialize()}
     assert again["inbox/short.md"] == "deleted-by-you" and not short.exists()
     assert {w.source: w.action for w in kb.materialize(restore=True)}["inbox/short.md"] == "created" and short.exists()
+
+
+def test_a_long_cjk_question_is_saved(tmp_path, vault, embedder):
+    from pai_kb.answer import Answer
+    kb = make_kb(tmp_path, vault, embedder)
+    question = "私のノートには何が書いてありますか" * 12  # 204 characters, 612 bytes of UTF-8
+    saved = kb.save_answer(Answer(question, "An answer [1].", [], cited=[], extractive=True))
+    assert saved.is_file() and saved.parent == vault / "pai-kb" / "Answers"
+    assert len(saved.name.encode()) <= 255 and question in saved.read_text()
