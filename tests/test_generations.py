@@ -2,7 +2,6 @@
 a bounded loop of real HTTP searches during an incremental index and during `index --rebuild`, both in
 separate processes, sees 0 errors and the new results within a second of the writer finishing."""
 
-import shutil
 import statistics
 import subprocess
 import sys
