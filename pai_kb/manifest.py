@@ -13,6 +13,7 @@ import json
 import sqlite3
 import threading
 import time
+import weakref
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -92,7 +93,9 @@ class Manifest:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
+        # Weak: a connection lives as long as its thread, so a server's short-lived worker threads
+        # never pile up open connections; close() closes whatever is still open.
+        self._opened: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._db.executescript(_SCHEMA)
 
     @property
@@ -101,17 +104,17 @@ class Manifest:
         shared connection would interleave their statements (and make one slow request block all)."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+            db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30,
+                                 factory=_Connection)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db
-            self._opened.append(db)
+            self._opened.add(db)
         return db
 
     def close(self) -> None:
-        for db in self._opened:
+        for db in list(self._opened):
             db.close()
-        self._opened.clear()
         self._local = threading.local()
 
     @contextmanager
@@ -340,6 +343,10 @@ class Manifest:
             for table in _TABLES:
                 db.execute(f"DROP TABLE IF EXISTS {table}")
         self._db.executescript(_SCHEMA)
+
+
+class _Connection(sqlite3.Connection):
+    """A plain connection that can be weakly referenced (sqlite3.Connection itself cannot)."""
 
 
 def _bump_version(db: sqlite3.Connection) -> None:

@@ -71,6 +71,9 @@ class Retriever:
         self.manifest = manifest
         self.dense = dense
         self._embedder = embedder
+        # Long-lived helper threads: each keeps its own manifest connection across queries, where a
+        # pool per query would open (and set up) a new SQLite connection every time.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pai-kb-search")
 
     def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
                filters: Filters = Filters()) -> list[Hit]:
@@ -87,11 +90,10 @@ class Retriever:
             similarity = dict(ranked)
         else:
             # The keyword query runs in SQLite while the model encodes: both release the GIL.
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                keyword = pool.submit(self.manifest.keyword_search, query, depth, filters)
-                dense = self._dense(query, depth, filters)
-                similarity = dict(dense)
-                ranked = rrf([[i for i, _ in dense], [i for i, _ in keyword.result()]])
+            keyword = self._pool.submit(self.manifest.keyword_search, query, depth, filters)
+            dense = self._dense(query, depth, filters)
+            similarity = dict(dense)
+            ranked = rrf([[i for i, _ in dense], [i for i, _ in keyword.result()]])
         chunks = self.manifest.get_chunks([i for i, _ in ranked])
         groups = self.manifest.copy_groups([c.doc_key for c in chunks.values()])
         hits = select([(chunks[i], s) for i, s in ranked if i in chunks], k, per_note, groups)
@@ -105,7 +107,7 @@ class Retriever:
         # numpy is imported first, here: its C extension breaks when two threads import it at once.
         import numpy  # noqa: F401
 
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(self.dense.load)
-            vector = self._embedder().embed([query])[0]
+        loading = self._pool.submit(self.dense.load)
+        vector = self._embedder().embed([query])[0]
+        loading.result()
         return self.dense.query(vector, depth, ids=allowed)
