@@ -138,9 +138,20 @@ class KnowledgeBase:
     @property
     def roots(self) -> dict[str, Path]:
         roots = {"vault": self.config.vault}
-        if self.config.inbox is not None:
-            roots["inbox"] = self.config.inbox
+        inbox = self.config.inbox or self._recorded_inbox
+        if inbox is not None:
+            roots["inbox"] = inbox
         return roots
+
+    @cached_property
+    def _recorded_inbox(self) -> Path | None:
+        """With no inbox given, the one this vault's index was built with: given once, remembered, so
+        `pai-kb --vault ~/Notes search ...` needs no --inbox after an `index` that had one."""
+        if not (self.generation / "manifest.sqlite3").is_file():
+            return None
+        recorded = self.manifest.get_meta("roots")
+        inbox = json.loads(recorded).get("inbox") if recorded else None
+        return Path(inbox) if inbox else None
 
     @property
     def exclude(self) -> tuple[str, ...]:

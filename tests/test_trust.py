@@ -4,6 +4,7 @@ Settings by type, the mass-removal guard, the index belonging to its vault, `get
 around `ask`. Real temp vaults, a real Chroma store, the CLI through click's runner."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,21 @@ def test_progress_without_a_terminal_is_one_line_per_interval(monkeypatch):
             clock[0] += 1.0  # one file a second: 100 s in all
             progress(done, 100)
     assert lines == ["Indexing: 30 of 100 files", "Indexing: 60 of 100 files", "Indexing: 90 of 100 files"]
+
+
+def test_an_index_remembers_its_inbox(tmp_path):
+    """The README's own-vault commands give --inbox once, to `index`; later commands leave it out."""
+    vault = tmp_path / "Notes"
+    shutil.copytree(PROJECT / "vault", vault)
+    (vault / "pai-kb.toml").unlink()  # a vault of one's own: no settings file
+    env = {"PAI_KB_DATA_DIR": str(tmp_path / "data")}
+    assert CliRunner().invoke(main, ["--vault", str(vault), "--inbox", str(PROJECT / "ingest"), "index"],
+                              env=env).exit_code == 0
+    found = CliRunner().invoke(main, ["--vault", str(vault), "search", "re-season a rusty pan", "--type", "webclip",
+                                      "--json", "-k", "1", "--local"], env=env)
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout)["results"][0]["url"] == "https://example.org/kitchen/cast-iron-care"
+    other = tmp_path / "Other inbox"
+    other.mkdir()
+    moved = CliRunner().invoke(main, ["--vault", str(vault), "--inbox", str(other), "status"], env=env)
+    assert moved.exit_code == 1 and "was built for" in moved.stderr  # a different inbox given is still refused
