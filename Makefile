@@ -31,4 +31,4 @@ bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) index/chroma index/*.sqlite3* index/write.lock
+	rm -rf $(VENV) index/gen-* index/CURRENT index/onnx index/chroma index/*.sqlite3* index/write.lock index/server.json
