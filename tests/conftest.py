@@ -77,6 +77,15 @@ def make_kb(tmp_path: Path, vault: Path, embedder: object, **changes: object) ->
     return KnowledgeBase(config, embedder=embedder)  # type: ignore[arg-type]
 
 
+def indexed_sample(tmp: Path, embedder: object) -> KnowledgeBase:
+    """A writable copy of the sample vault and inbox under `tmp`, indexed with `embedder`."""
+    shutil.copytree(PROJECT / "vault", tmp / "vault")
+    shutil.copytree(PROJECT / "ingest", tmp / "inbox")
+    kb = make_kb(tmp, tmp / "vault", embedder, inbox=tmp / "inbox")
+    kb.index()
+    return kb
+
+
 @pytest.fixture(scope="session")
 def real_embedder() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from conftest import PROJECT, make_kb
+from conftest import PROJECT, indexed_sample, make_kb
 from fake_llm import FakeLLM, Reply
 from helpers import start
 from pai_kb.answer import check_citations
@@ -28,12 +28,7 @@ SECRET = "sk-test-never-send-me-0123456789"
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory, real_embedder):
-    tmp = tmp_path_factory.mktemp("security")
-    shutil.copytree(PROJECT / "vault", tmp / "vault")
-    shutil.copytree(PROJECT / "ingest", tmp / "inbox")
-    kb = make_kb(tmp, tmp / "vault", real_embedder, inbox=tmp / "inbox")
-    kb.index()
-    return kb
+    return indexed_sample(tmp_path_factory.mktemp("security"), real_embedder)
 
 
 @pytest.fixture(scope="module")

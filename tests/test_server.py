@@ -3,7 +3,6 @@ SDK's own client over stdio."""
 
 import json
 import os
-import shutil
 import socket
 import sys
 import time
@@ -12,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from conftest import PROJECT, make_kb
+from conftest import indexed_sample
 from helpers import free_port, start
 from fake_llm import FakeLLM, Reply
 from pai_kb.errors import ConfigError
@@ -24,12 +23,8 @@ TOKEN = "test-token-123"
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory, real_embedder):
     tmp = tmp_path_factory.mktemp("api")
-    shutil.copytree(PROJECT / "vault", tmp / "vault")
-    shutil.copytree(PROJECT / "ingest", tmp / "inbox")
     (tmp / "secret.md").write_text("outside the vault")
-    kb = make_kb(tmp, tmp / "vault", real_embedder, inbox=tmp / "inbox")
-    kb.index()
-    return kb
+    return indexed_sample(tmp, real_embedder)
 
 
 @pytest.fixture(scope="module")

@@ -166,12 +166,18 @@ def make_kb_fresh(tmp_path, vault):
     return kb
 
 
-def test_kill_9_mid_batch_then_restart(tmp_path, vault):
+def busy_worker(tmp_path, vault, prefix: str, notes: int, words: int):
+    """A watcher process (0.02 s per embedded text) that has caught up, then handed a burst of notes."""
     (tmp_path / "inbox").mkdir()
     proc = start_worker(vault, tmp_path / "inbox", tmp_path / "index", delay="0.02")
     assert proc.stdout.readline().startswith("batch")
-    for i in range(80):
-        (vault / f"gen{i}.md").write_text(f"# Gen {i}\n\n" + f"generated {i} " * 150)
+    for i in range(notes):
+        (vault / f"{prefix}{i}.md").write_text(f"# {prefix} {i}\n\n" + f"{prefix} words {i} " * words)
+    return proc
+
+
+def test_kill_9_mid_batch_then_restart(tmp_path, vault):
+    proc = busy_worker(tmp_path, vault, "gen", 80, 100)
     time.sleep(1.5)
     proc.kill()
     proc.wait()
@@ -241,11 +247,7 @@ def test_model_loads_at_start_not_on_the_first_change(tmp_path, vault):
 
 
 def test_sigint_stops_within_a_second_mid_batch(tmp_path, vault):
-    (tmp_path / "inbox").mkdir()
-    proc = start_worker(vault, tmp_path / "inbox", tmp_path / "index", delay="0.02")
-    assert proc.stdout.readline().startswith("batch")
-    for i in range(200):
-        (vault / f"slow{i}.md").write_text(f"# Slow {i}\n\n" + f"slow words {i} " * 300)
+    proc = busy_worker(tmp_path, vault, "slow", 200, 300)
     reader = make_kb(tmp_path, vault, HashEmbedder())
 
     def slow_indexed() -> int:
