@@ -256,18 +256,33 @@ def related(lazy: _Lazy, note: str, k: int, new_only: bool, as_json: bool) -> No
 
 
 @command(name="eval")
-@click.option("--corpus", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+@click.option("--self", "on_self", is_flag=True,
+              help="Measure search on this vault with questions it labels itself (aliases, links, headings).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True,
+              help="With --self: questions of each kind at most.")
+@click.option("--corpus", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="BEIR corpus.jsonl ({_id, title, text} per line).")
-@click.option("--queries", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+@click.option("--queries", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="BEIR queries.jsonl ({_id, text} per line).")
-@click.option("--qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+@click.option("--qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="BEIR qrels TSV (query-id, corpus-id, score).")
 @click.option("--mode", "modes", multiple=True, type=click.Choice(MODES), help="Modes to run [all].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_(lazy: _Lazy, corpus: Path, queries: Path, qrels: Path, modes: tuple[str, ...], as_json: bool) -> None:
-    """Index a BEIR dataset and print nDCG@10, Recall@10/100, MRR@10 and latency per mode.
+def eval_(lazy: _Lazy, on_self: bool, limit: int, corpus: Path | None, queries: Path | None, qrels: Path | None,
+          modes: tuple[str, ...], as_json: bool) -> None:
+    """Measure retrieval: on this vault (--self), or on a BEIR dataset (--corpus, --queries, --qrels).
 
-    The index goes to a temporary folder, or to --index when given (reused by later runs)."""
+    --self prints hit@5 and MRR@10 per mode, per kind of question and per source type, and the
+    abstention threshold that separates this vault's questions from off-topic probes. A BEIR run prints
+    nDCG@10, Recall@10/100, MRR@10 and latency per mode; its index goes to a temporary folder, or to
+    --index when given (reused by later runs)."""
+    if on_self:
+        with lazy.kb() as kb:
+            report = kb.self_evaluate(modes or MODES, limit)
+        click.echo(render.dumps(render.self_eval_dict(report)) if as_json else render.self_eval_text(report))
+        return
+    if corpus is None or queries is None or qrels is None:
+        raise click.UsageError("give --self, or all three of --corpus, --queries and --qrels")
     from pai_kb.evaluation import run_eval
 
     with lazy.eval_index() as (make_kb, index_dir), _progress("Indexing corpus") as progress:

@@ -42,7 +42,7 @@ class Config:
     # must stay under the model's own limit (256 for all-MiniLM-L6-v2) so nothing is truncated silently.
     chunk_tokens: int = 200
     chunk_overlap: int = 32
-    embed_batch_size: int = 32
+    embed_batch_size: int = 16
     # Notes past this size are skipped with a warning: they are almost always generated dumps or
     # attachments named .md, and embedding them would take minutes.
     max_file_bytes: int = 10 * 1024 * 1024

@@ -11,7 +11,7 @@ float32 is a few milliseconds of one matrix-vector product: exact, where an HNSW
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +24,11 @@ class DenseIndex:
         self._lock = threading.Lock()
         self._state: _State = _State(None, [], {}, None)
 
-    def query(self, vector: Sequence[float], k: int, ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
-        """(id, cosine similarity) best first, optionally only among `ids`. Vectors are unit length, as
-        the model gives them, so the dot product is the cosine."""
+    def query(self, vector: Sequence[float], k: int, ids: Sequence[str] | None = None,
+              instead: Mapping[str, Sequence[float]] | None = None) -> list[tuple[str, float]]:
+        """(id, cosine similarity) best first, optionally only among `ids`, scoring the chunks in
+        `instead` by the vectors given there. Vectors are unit length, as the model gives them, so the
+        dot product is the cosine."""
         import numpy as np
 
         state = self._current()
@@ -37,6 +39,11 @@ class DenseIndex:
         if rows is not None and not len(rows):
             return []
         scores = (state.matrix if rows is None else state.matrix[rows]) @ query
+        if instead:
+            position = state.row if rows is None else {state.ids[int(r)]: n for n, r in enumerate(rows)}
+            for chunk_id, replacement in instead.items():
+                if chunk_id in position:
+                    scores[position[chunk_id]] = float(np.asarray(replacement, dtype=np.float32) @ query)
         k = min(k, len(scores))
         best = np.argpartition(-scores, k - 1)[:k]
         best = best[np.argsort(-scores[best], kind="stable")]

@@ -2,12 +2,17 @@
 
 Only this module knows about sentence-transformers and torch, and it imports them on first use: token
 counting (needed to plan chunks) reads the model's `tokenizer.json` with the `tokenizers` library, so a
-no-op sync or a keyword search never pays the ~6 s torch import.
+no-op sync or a keyword search never pays the ~6 s torch import. `LocalModel` is what pai-kb runs:
+the model exported once to ONNX and run through onnxruntime (`onnx_encoder`), with
+sentence-transformers kept as the reference the export is verified against and as the fallback for
+models the export does not reproduce.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -16,6 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pai_kb.errors import ConfigError
+from pai_kb.onnx_encoder import OnnxEncoder
+
+log = logging.getLogger("pai_kb")
 
 _PACKAGED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -99,6 +107,40 @@ class SentenceTransformerEmbedder:
         return vectors.tolist()
 
 
+class LocalModel(SentenceTransformerEmbedder):
+    """The model through onnxruntime, exported into `onnx_dir` on first use.
+
+    The export is per index folder and model, so every later index run and every search of that index
+    skips torch entirely. A model the export does not reproduce (not mean-pooled, or off by more than
+    1e-5) keeps running through sentence-transformers, so the vectors are the same either way."""
+
+    def __init__(self, name: str, onnx_dir: Path, batch_size: int = 16, threads: int | None = None) -> None:
+        super().__init__(name, batch_size, threads)
+        digest = hashlib.sha1(self.model_id.encode()).hexdigest()[:12]
+        self.onnx_path = onnx_dir / f"encoder-{digest}.onnx"
+
+    @cached_property
+    def _onnx(self) -> OnnxEncoder | None:
+        if not self.onnx_path.is_file():
+            try:
+                diff = export_onnx(self, self.onnx_path)
+            except Exception as exc:  # a speed-up only: the model itself gives the same vectors
+                log.warning("could not export %s to ONNX (%s); embedding through sentence-transformers",
+                            self.model_id, exc)
+                return None
+            vars(self).pop("_model", None)  # the export's torch copy is no longer needed
+            if diff is None or diff > EXPORT_TOLERANCE:
+                return None
+        return OnnxEncoder(self.onnx_path, self.path / "tokenizer.json", self.max_tokens + 2, self.threads,
+                           self.batch_size)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        encoder = self._onnx
+        return encoder.embed(texts) if encoder is not None else super().embed(texts)
+
+
 def _release_freed_memory() -> None:
     """Hand memory freed by the model's activations back to the OS. glibc keeps freed blocks in
     per-thread arenas; over a long index run that fragmentation, not live data, set peak RSS: indexing
@@ -133,6 +175,9 @@ def _max_seq_length(path: Path) -> int:
 _PROBES = ("How do I add an alias to a note?", "Pi-hole blocks ads for the whole network.", "x")
 
 
+EXPORT_TOLERANCE = 1e-5
+
+
 def export_onnx(embedder: SentenceTransformerEmbedder, target: Path) -> float | None:
     """Export the model (transformer + mean pooling + normalisation) to ONNX at `target`, so queries can
     be encoded without importing torch. Returns the largest difference from sentence-transformers over a
@@ -142,8 +187,6 @@ def export_onnx(embedder: SentenceTransformerEmbedder, target: Path) -> float | 
         return None
     import numpy as np
     import torch
-
-    from pai_kb.query_encoder import QueryEncoder
 
     model = embedder._model
     transformer = model[0].auto_model.eval()
@@ -161,7 +204,7 @@ def export_onnx(embedder: SentenceTransformerEmbedder, target: Path) -> float | 
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")  # two processes exporting at once never share a file
     sample = getattr(model, "preprocess", model.tokenize)(list(_PROBES))
     names = ["input_ids", "attention_mask", "token_type_ids"]
     with torch.no_grad(), warnings.catch_warnings():
@@ -169,10 +212,10 @@ def export_onnx(embedder: SentenceTransformerEmbedder, target: Path) -> float | 
         torch.onnx.export(Pooled(), tuple(sample[n] for n in names), str(tmp), input_names=names,
                           output_names=["embedding"], opset_version=17, dynamo=False,
                           dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "embedding": {0: "batch"}})
-    got = np.array(QueryEncoder(tmp, embedder.path / "tokenizer.json", embedder.max_tokens + 2).embed(list(_PROBES)))
-    want = np.array(embedder.embed(list(_PROBES)))
+    got = np.array(OnnxEncoder(tmp, embedder.path / "tokenizer.json", embedder.max_tokens + 2).embed(list(_PROBES)))
+    want = np.array(SentenceTransformerEmbedder.embed(embedder, list(_PROBES)))
     diff = float(np.abs(got - want).max())
-    if diff > 1e-5:
+    if diff > EXPORT_TOLERANCE:
         tmp.unlink()
         return diff
     os.replace(tmp, target)

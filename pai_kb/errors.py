@@ -8,7 +8,6 @@ wrong *and* what the person can do about it, and must never carry a secret.
     ├── ConfigError          a setting, config file or path given by the person is unusable
     │   ├── BadSetting       a setting's value has the wrong type or range (a usage error: exit 2)
     │   └── VaultMismatch    the index was built for other roots than the ones given
-    ├── IndexMismatchError   the index was built with another model or chunker
     ├── IndexLockedError     another process writes the same index
     ├── MassRemoval          a sync would drop most of the index (a vanished folder, not a choice)
     ├── InvalidRequest       a query or request argument is malformed (bad mode, empty query, ...)
@@ -33,10 +32,6 @@ class BadSetting(ConfigError):
 
 class VaultMismatch(ConfigError):
     """The index belongs to other roots: answering from it would silently answer about another vault."""
-
-
-class IndexMismatchError(PaiKbError):
-    """The index was built with another model or chunker; mixing vectors would give wrong answers."""
 
 
 class IndexLockedError(PaiKbError):

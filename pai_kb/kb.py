@@ -8,10 +8,9 @@ Heavy parts (Chroma, torch) are built on first use, so commands that need neithe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,16 +20,17 @@ from pai_kb.chunking import CHUNKER_VERSION
 from pai_kb import layout
 from pai_kb.config import Config
 from pai_kb.dense import DenseIndex
-from pai_kb.embeddings import Embedder, Encoder, SentenceTransformerEmbedder, export_onnx
-from pai_kb.errors import ConfigError, IndexMismatchError, SourceError, VaultMismatch
+from pai_kb.embeddings import Embedder, Encoder, LocalModel
+from pai_kb.errors import ConfigError, SourceError, VaultMismatch
 from pai_kb.llm import ChatModel, LLMSettings
 from pai_kb.loaders import load_bytes, read_sidecar
 from pai_kb.locking import writer_lock
 from pai_kb.manifest import SCHEMA_VERSION, Manifest
-from pai_kb.models import DocKey, Filters, Hit
+from pai_kb.models import DocKey, Filters, Hit, HoldOut
 from pai_kb.notes import NoteText, check_relative, confined, read_lines, resolve_note, split_range
-from pai_kb.query_encoder import QueryEncoder
+from pai_kb import self_eval
 from pai_kb.related import RelatedNote, related
+from pai_kb.self_eval import SelfEvalReport
 from pai_kb.search import Retriever
 from pai_kb.sources import SourceFile, discover
 from pai_kb.store import VectorStore, collection_name
@@ -70,39 +70,25 @@ class KnowledgeBase:
         """A long-lived reader (the server) moves to a generation another process switched to. The old
         one's connections are dropped, not closed: a request still using them finishes."""
         if self._given_generation is None and layout.current(self.config.index_dir) != self.generation:
-            for name in ("generation", "manifest", "store", "dense", "retriever"):
+            for name in ("generation", "manifest", "store", "dense", "retriever", "query_embedder"):
                 vars(self).pop(name, None)
 
     @cached_property
     def embedder(self) -> Embedder:
-        return self._given_embedder or SentenceTransformerEmbedder(self.config.model, self.config.embed_batch_size)
+        c = self.config
+        return self._given_embedder or LocalModel(c.model, c.index_dir / "onnx", c.embed_batch_size)
 
     @cached_property
     def query_embedder(self) -> Encoder:
-        """The ONNX encoder when `index` has exported one for this model, else the model itself."""
+        """The model the current generation was built with. After the settings name another model,
+        searches keep answering from the current generation, with its own model, until `index` or
+        `watch` has built the new one beside it."""
         if self._given_query_encoder is not None:
             return self._given_query_encoder
-        onnx = self._onnx_path
-        if onnx is not None and onnx.is_file():
-            return QueryEncoder(onnx, self.embedder.path / "tokenizer.json", self.embedder.max_tokens + 2)
-        return self.embedder
-
-    @property
-    def _onnx_path(self) -> Path | None:
-        if not isinstance(self.embedder, SentenceTransformerEmbedder):
-            return None
-        model = hashlib.sha1(self.embedder.model_id.encode()).hexdigest()[:12]
-        return self.config.index_dir / "onnx" / f"query-encoder-{model}.onnx"
-
-    def _export_query_encoder(self) -> None:
-        """Once per index and model; `index` pays the torch import, so searches never have to."""
-        onnx = self._onnx_path
-        if onnx is None or onnx.is_file():
-            return
-        try:
-            export_onnx(self.embedder, onnx)
-        except Exception as exc:  # an optional speed-up: searches fall back to the model itself
-            log.warning("could not export the query encoder to ONNX (%s); searches will load the model", exc)
+        built = self.manifest.get_meta("model")
+        if built is None or built == self.embedder.model_id:
+            return self.embedder
+        return LocalModel(built, self.config.index_dir / "onnx", self.config.embed_batch_size)
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -175,34 +161,55 @@ class KnowledgeBase:
         self.check_vault()
         with writer_lock(self.config.index_dir):
             if rebuild:
-                return self._rebuild(progress)
+                return self._build_beside(progress)
             report = self.sync(progress=progress, allow_removal=allow_removal)
             if not (self.config.index_dir / layout.CURRENT).exists():
                 layout.switch(self.config.index_dir, self.generation)
-            self._export_query_encoder()
             return report
-
-    def _rebuild(self, progress: Progress | None) -> SyncReport:
-        previous = self.generation
-        fresh = layout.following(self.config.index_dir)
-        builder = KnowledgeBase(self.config, self.embedder, generation=fresh)
-        try:
-            report = builder.sync(progress=progress, allow_removal=True)
-            builder._export_query_encoder()
-        finally:
-            builder.close()
-        layout.switch(self.config.index_dir, fresh)
-        layout.prune(self.config.index_dir, keep={fresh, previous})
-        self._follow()
-        return report
 
     def sync(self, progress: Progress | None = None, stop: Callable[[], bool] | None = None,
              batch_chunks: int | None = None, allow_removal: bool = False) -> SyncReport:
-        """One repair-then-sync pass (see `Syncer.run`); the caller holds `writer_lock`."""
+        """One repair-then-sync pass (see `Syncer.run`); the caller holds `writer_lock`. When the
+        settings give another model or chunker than the current generation was built with, the pass
+        builds (or resumes) the next generation instead, and switches to it once it is complete."""
         self._check_roots(record=True)
-        self._check_fingerprint(record=True)
+        built = self.manifest.get_meta("fingerprint")
+        if built is not None and built != self.fingerprint:
+            log.info("settings changed (%s -> %s): building a new generation beside the current one",
+                     built, self.fingerprint)
+            return self._build_beside(progress, stop, batch_chunks, resume=True)
+        self._record_fingerprint()
         syncer = Syncer(self.config, self.manifest, lambda: self.store, self.embedder, stop, batch_chunks)
         return syncer.run(self.roots, self.exclude, progress, allow_removal)
+
+    def _build_beside(self, progress: Progress | None, stop: Callable[[], bool] | None = None,
+                      batch_chunks: int | None = None, resume: bool = False) -> SyncReport:
+        """Build the next generation and switch to it only once complete; a stopped or killed build
+        leaves the current one in use. With `resume`, an unfinished generation built for these same
+        settings is completed rather than started again (an hour of embedding is not thrown away)."""
+        previous = self.generation
+        target = (self._unfinished() if resume else None) or layout.following(self.config.index_dir)
+        builder = KnowledgeBase(self.config, self.embedder, generation=target)
+        try:
+            report = builder.sync(progress, stop, batch_chunks, allow_removal=True)
+        finally:
+            builder.close()
+        if stop is not None and stop():
+            return report
+        layout.switch(self.config.index_dir, builder.generation)
+        layout.prune(self.config.index_dir, keep={builder.generation, previous})
+        self._follow()
+        return report
+
+    def _unfinished(self) -> Path | None:
+        newest = layout.newest(self.config.index_dir)
+        if newest is None or newest == self.generation or not (newest / "manifest.sqlite3").is_file():
+            return None
+        candidate = KnowledgeBase(self.config, self.embedder, generation=newest)
+        try:
+            return newest if candidate.manifest.get_meta("fingerprint") == self.fingerprint else None
+        finally:
+            candidate.close()
 
     def check_vault(self) -> None:
         if not self.config.vault.is_dir():
@@ -226,16 +233,12 @@ class KnowledgeBase:
                                 "the same --vault/--inbox, another --index, or `pai-kb index --rebuild` to rebuild "
                                 "it for these folders")
 
-    def _check_fingerprint(self, record: bool = False) -> None:
-        """Vectors from two models (or two chunkers) must never be mixed in one index."""
-        stored = self.manifest.get_meta("fingerprint")
-        if stored is None and record:
+    def _record_fingerprint(self) -> None:
+        """Vectors from two models (or two chunkers) are never mixed: a generation keeps the settings
+        it was built with (`sync` builds another generation when they change)."""
+        if self.manifest.get_meta("fingerprint") is None:
             self.manifest.set_meta("fingerprint", self.fingerprint)
             self.manifest.set_meta("model", self.embedder.model_id)
-        elif stored is not None and stored != self.fingerprint:
-            raise IndexMismatchError(
-                f"index {self.config.index_dir} was built with {stored}, but the settings now give "
-                f"{self.fingerprint}; run `pai-kb index --rebuild` to rebuild it")
 
     def _check_index(self) -> None:
         """Before reading: the vault is there, it has an index, and the index is this vault's."""
@@ -246,20 +249,15 @@ class KnowledgeBase:
                               "first, or pass the --index it was built in")
         self._check_roots()
 
-    def _check_readable(self) -> None:
-        """Before using vectors: also built with the model and chunker the settings give."""
-        self._check_index()
-        self._check_fingerprint()
-
     # -- reading --------------------------------------------------------------------------------
     def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
                filters: Filters = Filters()) -> list[Hit]:
-        self._check_readable()
+        self._check_index()
         return self.retriever.search(query, k, mode, per_note, filters)
 
     def ask(self, question: str, k: int = 8, filters: Filters = Filters(), use_llm: bool = True,
             on_token: Callable[[str], None] | None = None) -> Answer:
-        self._check_readable()
+        self._check_index()
         c = self.config
         answerer = Answerer(self.retriever, AnswerSettings(c.answer_min_similarity, c.answer_context_tokens),
                             self.embedder.count_tokens, self.chat_model)
@@ -307,12 +305,29 @@ class KnowledgeBase:
         return save_answer(answer, self.config.vault, self.config.answers_folder)
 
     def related(self, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
-        self._check_readable()
+        self._check_index()
         return related(self.manifest, self.dense, note, k, new_only)
 
     def recent(self, limit: int) -> list[dict[str, object]]:
         self._check_index()
         return self.manifest.recent(limit)
+
+    def self_evaluate(self, modes: Sequence[str], limit: int = 100) -> SelfEvalReport:
+        """Search quality on this vault, from questions the vault labels itself (see `self_eval`)."""
+        self._check_index()
+
+        def search(text: str, mode: str, hold_out: HoldOut) -> list[Hit]:
+            return self.retriever.search(text, k=10, mode=mode, per_note=1, hold_out=hold_out)
+
+        def read(key: str) -> str | None:
+            doc = DocKey.parse(key)
+            try:
+                return (self.roots[doc.root] / doc.path).read_text(encoding="utf-8") if doc.root == "vault" else None
+            except (OSError, UnicodeDecodeError):
+                return None
+
+        return self_eval.evaluate(self.manifest, search, self.query_embedder, read, modes, limit,
+                                  self.config.answer_min_similarity)
 
     def status(self) -> Status:
         self.check_vault()

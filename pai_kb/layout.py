@@ -2,7 +2,8 @@
 index folder holding the manifest and the embedded vector store; the file `CURRENT` names the one
 readers use. A rebuild (or a model or chunker change) builds the next generation beside the current
 one and switches `CURRENT` with one atomic rename, so readers see the old index or the new one, never
-none; a rebuild killed half-way leaves `CURRENT` as it was, and the next one starts afresh. The
+none; a build killed half-way leaves `CURRENT` as it was (`--rebuild` then starts afresh, a settings
+change resumes it). The
 generation before the current one is kept, so a reader still on it finishes its request; older ones
 are removed by the next switch.
 """
@@ -33,10 +34,19 @@ def current(index_dir: Path) -> Path:
     return index_dir / name
 
 
+def _numbers(index_dir: Path) -> list[int]:
+    return [int(m.group(1)) for p in index_dir.glob("gen-*") if (m := _GENERATION.fullmatch(p.name))]
+
+
 def following(index_dir: Path) -> Path:
     """A new generation folder's path, numbered after every one that exists (finished or not)."""
-    numbers = [int(m.group(1)) for p in index_dir.glob("gen-*") if (m := _GENERATION.fullmatch(p.name))]
-    return index_dir / f"gen-{max(numbers, default=0) + 1}"
+    return index_dir / f"gen-{max(_numbers(index_dir), default=0) + 1}"
+
+
+def newest(index_dir: Path) -> Path | None:
+    """The highest-numbered generation folder: the current one, or a build not finished yet."""
+    numbers = _numbers(index_dir)
+    return index_dir / f"gen-{max(numbers)}" if numbers else None
 
 
 def switch(index_dir: Path, generation: Path) -> None:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pai_kb.keyword import fts_query
+from pai_kb.keyword import any_of, plan, terms
 from pai_kb.models import Chunk, DocKey, Filters
 
 _SCHEMA = """
@@ -236,10 +236,36 @@ class Manifest:
                 found[row[0]] = _chunk(row)
         return found
 
-    def keyword_search(self, query: str, k: int, filters: Filters = Filters()) -> list[tuple[str, float]]:
-        match = fts_query(query)
-        if match is None:
+    def keyword_search(self, query: str, k: int, filters: Filters = Filters(), complete: bool = False,
+                       without: tuple[str, ...] = ()) -> list[tuple[str, float]]:
+        """BM25 over the planned query (`keyword.plan`). With `complete` (a keyword-only search, where
+        these are the only results), a plan that found fewer than `k` rows falls back to every word.
+        Columns in `without` are not searched."""
+        words = terms(query)
+        if not words:
             return []
+        df, rows = self._frequencies(words)
+        match, full = plan(words, df, rows), any_of(words)
+        found = self._bm25(_within(match, without), k, filters)
+        if complete and len(found) < k and match != full:
+            found = self._bm25(_within(full, without), k, filters)
+        return found
+
+    def _frequencies(self, words: list[str]) -> tuple[dict[str, int], int]:
+        """How many rows hold each word, and how many rows there are; kept until the index changes."""
+        version = self.version()
+        cache = getattr(self._local, "df", None)
+        if cache is None or cache[0] != version:
+            cache = (version, {"": self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]})
+            self._local.df = cache
+        counts = cache[1]
+        for word in words:
+            if word not in counts:
+                counts[word] = self._db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                                                (f'"{word}"',)).fetchone()[0]
+        return {w: counts[w] for w in words}, counts[""]
+
+    def _bm25(self, match: str, k: int, filters: Filters) -> list[tuple[str, float]]:
         if not filters.active:
             # Ranking inside FTS5 first and joining only the top k is about twice as fast.
             rows = self._db.execute(
@@ -347,6 +373,10 @@ class Manifest:
 
 class _Connection(sqlite3.Connection):
     """A plain connection that can be weakly referenced (sqlite3.Connection itself cannot)."""
+
+
+def _within(match: str, without: tuple[str, ...]) -> str:
+    return f"- {{{' '.join(without)}}} : ({match})" if without else match
 
 
 def _bump_version(db: sqlite3.Connection) -> None:

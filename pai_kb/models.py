@@ -149,3 +149,14 @@ class Hit:
     # Cosine similarity of the query to this chunk when the dense arm saw it: `ask` decides whether to
     # abstain from it, so the question is never encoded or the vectors fetched a second time.
     similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class HoldOut:
+    """What a search must do without, so a question derived from the vault cannot find its answer by
+    reading the question's own text back (`self_eval`): FTS columns left unsearched, vectors to score
+    some chunks by instead (their text embedded without the label), and notes left out of the results."""
+
+    columns: tuple[str, ...] = ()
+    vectors: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    docs: frozenset[str] = frozenset()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # types only: a search through a running server must not impo
     from pai_kb.kb import Status
     from pai_kb.notes import NoteText
     from pai_kb.related import RelatedNote
+    from pai_kb.self_eval import SelfEvalReport
     from pai_kb.sync import SyncReport
 
 _SNIPPET = 240
@@ -130,7 +131,8 @@ def status_text(status: Status) -> str:
         f"index:      {d['index']}",
         f"files:      {d['files']}   chunks: {d['chunks']}   size: {d['size_bytes'] / 1e6:.1f} MB",
         f"model:      {d['model'] or '(none yet)'}" + ("" if d["model_matches_settings"] else
-                                                     "  (differs from settings: run pai-kb index --rebuild)"),
+                                                     "  (settings name another model or chunker: "
+                                                     "`pai-kb index` builds that generation beside this one)"),
         f"last sync:  {d['last_sync'] or 'never'}",
         f"out of date: {len(stale['new'])} new, {len(stale['changed'])} changed, {len(stale['deleted'])} deleted",
     ]
@@ -167,6 +169,30 @@ def eval_text(figures: Sequence[ModeFigures], judged: int) -> str:
     lines += [f"{f.mode:<8} {f.ndcg10:8.4f} {f.recall10:7.4f} {f.recall100:7.4f} {f.mrr10:7.4f} "
               f"{f.p50_ms:8.1f} {f.p95_ms:8.1f}" for f in figures]
     return "\n".join(lines)
+
+
+def self_eval_dict(report: SelfEvalReport) -> dict[str, Any]:
+    return {"questions": report.questions, "probes": report.probes,
+            "figures": [vars(f) for f in report.figures],
+            "abstention": {"suggested_min_similarity": report.threshold,
+                           "answered_at_suggested": report.answered_at_threshold,
+                           "abstained_at_suggested": report.abstained_at_threshold,
+                           "current_min_similarity": report.current,
+                           "answered_at_current": report.answered_at_current,
+                           "abstained_at_current": report.abstained_at_current},
+            "seconds": round(report.seconds, 1)}
+
+
+def self_eval_text(report: SelfEvalReport) -> str:
+    asked = ", ".join(f"{n} {kind}" for kind, n in report.questions.items())
+    lines = [f"questions from this vault: {asked}; {report.probes} off-topic probes ({report.seconds:.0f} s)",
+             f"{'mode':<8} {'questions':<16} {'n':>5} {'hit@5':>7} {'MRR@10':>7}"]
+    lines += [f"{f.mode:<8} {f.group:<16} {f.questions:>5} {f.hit5:7.3f} {f.mrr10:7.3f}" for f in report.figures]
+    lines.append(f"abstention: at answer.min_similarity = {report.current:.2f} (now) "
+                 f"{report.answered_at_current:.0%} of vault questions answered, "
+                 f"{report.abstained_at_current:.0%} of probes abstained on; at {report.threshold:.2f} "
+                 f"(best for this vault) {report.answered_at_threshold:.0%} and {report.abstained_at_threshold:.0%}")
+    return inert("\n".join(lines))
 
 
 class JsonLogFormatter(logging.Formatter):

@@ -17,7 +17,7 @@ from pai_kb.dense import DenseIndex
 from pai_kb.embeddings import Encoder
 from pai_kb.errors import InvalidRequest
 from pai_kb.manifest import Manifest
-from pai_kb.models import Chunk, Filters, Hit, valid_text
+from pai_kb.models import Chunk, Filters, Hit, HoldOut, valid_text
 
 MODES = ("hybrid", "dense", "keyword")
 RRF_K = 60
@@ -76,7 +76,7 @@ class Retriever:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pai-kb-search")
 
     def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
-               filters: Filters = Filters()) -> list[Hit]:
+               filters: Filters = Filters(), hold_out: HoldOut = HoldOut()) -> list[Hit]:
         if mode not in MODES:
             raise InvalidRequest(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
         valid_text(query, "the query")
@@ -84,22 +84,23 @@ class Retriever:
         depth = max(_CANDIDATES, k * 3)
         similarity: dict[str, float] = {}
         if mode == "keyword":
-            ranked = self.manifest.keyword_search(query, depth, filters)
+            ranked = self.manifest.keyword_search(query, depth, filters, True, hold_out.columns)
         elif mode == "dense":
-            ranked = self._dense(query, depth, filters)
+            ranked = self._dense(query, depth, filters, hold_out)
             similarity = dict(ranked)
         else:
             # The keyword query runs in SQLite while the model encodes: both release the GIL.
-            keyword = self._pool.submit(self.manifest.keyword_search, query, depth, filters)
-            dense = self._dense(query, depth, filters)
+            keyword = self._pool.submit(self.manifest.keyword_search, query, depth, filters, False, hold_out.columns)
+            dense = self._dense(query, depth, filters, hold_out)
             similarity = dict(dense)
             ranked = rrf([[i for i, _ in dense], [i for i, _ in keyword.result()]])
         chunks = self.manifest.get_chunks([i for i, _ in ranked])
         groups = self.manifest.copy_groups([c.doc_key for c in chunks.values()])
-        hits = select([(chunks[i], s) for i, s in ranked if i in chunks], k, per_note, groups)
+        kept = [(chunks[i], s) for i, s in ranked if i in chunks and chunks[i].doc_key not in hold_out.docs]
+        hits = select(kept, k, per_note, groups)
         return [replace(h, similarity=similarity.get(h.chunk.id)) for h in hits]
 
-    def _dense(self, query: str, depth: int, filters: Filters) -> list[tuple[str, float]]:
+    def _dense(self, query: str, depth: int, filters: Filters, hold_out: HoldOut) -> list[tuple[str, float]]:
         allowed = self.manifest.filtered_ids(filters) if filters.active else None
         if allowed is not None and not allowed:
             return []
@@ -110,4 +111,4 @@ class Retriever:
         loading = self._pool.submit(self.dense.load)
         vector = self._embedder().embed([query])[0]
         loading.result()
-        return self.dense.query(vector, depth, ids=allowed)
+        return self.dense.query(vector, depth, allowed, hold_out.vectors)

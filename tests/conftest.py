@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pai_kb.config import load_config
-from pai_kb.embeddings import SentenceTransformerEmbedder
+from pai_kb.embeddings import LocalModel, SentenceTransformerEmbedder
 from pai_kb.kb import KnowledgeBase
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,7 +87,14 @@ def indexed_sample(tmp: Path, embedder: object) -> KnowledgeBase:
 
 
 @pytest.fixture(scope="session")
-def real_embedder() -> SentenceTransformerEmbedder:
+def real_embedder(tmp_path_factory) -> LocalModel:
+    """The model as pai-kb runs it (through onnxruntime), exported once for the session."""
+    return LocalModel("all-MiniLM-L6-v2", tmp_path_factory.mktemp("onnx"))
+
+
+@pytest.fixture(scope="session")
+def reference_embedder() -> SentenceTransformerEmbedder:
+    """sentence-transformers itself: what the ONNX path must reproduce."""
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
 
 

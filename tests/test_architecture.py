@@ -14,7 +14,7 @@ OWNERS = {
     "chromadb": {"store.py"},
     "sentence_transformers": {"embeddings.py"},
     "torch": {"embeddings.py"},
-    "onnxruntime": {"query_encoder.py"},
+    "onnxruntime": {"onnx_encoder.py"},
     "openai": {"llm.py"},
     "watchdog": {"watch.py"},
     "markdown_it": {"loaders/markdown.py"},
@@ -62,7 +62,7 @@ def test_library_never_prints():
 # The pipeline stages and the pieces under them: none may reach up into the wiring or an interface.
 STAGES = ("sources.py", "chunking.py", "embeddings.py", "store.py", "keyword.py", "manifest.py", "sync.py",
           "search.py", "answer.py", "llm.py", "related.py", "notes.py", "writeback.py", "models.py", "errors.py",
-          "config.py", "urls.py", "query_encoder.py", "locking.py")
+          "config.py", "urls.py", "onnx_encoder.py", "locking.py", "dense.py", "layout.py", "self_eval.py")
 ABOVE = {"kb", "cli", "server", "mcp_server", "render", "watch"}
 
 

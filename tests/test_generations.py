@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from conftest import PROJECT, make_kb
+from conftest import PROJECT, HashEmbedder, make_kb
 from helpers import start
 from pai_kb import layout
 from pai_kb.kb import KnowledgeBase
@@ -123,3 +123,29 @@ def test_a_killed_rebuild_leaves_the_current_index_whole(tmp_path, vault, embedd
     assert reader.generation == current and reader.search("espresso", k=1, mode="keyword")
     reader.index(rebuild=True)
     assert reader.generation not in (current, partial) and not partial.exists()
+
+
+def test_a_model_change_builds_beside_and_a_stopped_build_resumes(tmp_path, vault, embedder):
+    make_kb(tmp_path, vault, embedder, inbox=vault / "_no_inbox").index()
+    current = layout.current(tmp_path / "index")
+    other = HashEmbedder()
+    other.model_id = "another-model"
+    kb = KnowledgeBase(make_kb(tmp_path, vault, other, inbox=vault / "_no_inbox").config, other, query_encoder=embedder)
+    stopped = kb.sync(stop=lambda: len(other.embedded) > 0, batch_chunks=2)  # as a watcher told to stop
+    assert stopped.chunks_embedded > 0
+    assert layout.current(tmp_path / "index") == current and kb.search("espresso", k=1, mode="keyword")
+    done = kb.index()
+    assert layout.current(tmp_path / "index") == current.parent / "gen-2"  # the same build, resumed
+    _, chunks = make_kb(tmp_path, vault, other, inbox=vault / "_no_inbox").manifest.counts()
+    assert done.chunks_embedded + stopped.chunks_embedded == chunks > stopped.chunks_embedded  # nothing twice
+
+
+def test_searches_use_the_model_the_current_generation_was_built_with(tmp_path, vault, real_embedder):
+    kb = make_kb(tmp_path, vault, real_embedder, inbox=vault / "_no_inbox")
+    kb.index()
+    want = [h.chunk.id for h in kb.search("VLAN for IoT devices", k=3, mode="dense")]
+    renamed = kb.config.replace(model=str(real_embedder.path))  # the same weights under another name
+    reader = KnowledgeBase(renamed)
+    assert reader.embedder.model_id != reader.manifest.get_meta("model")
+    assert [h.chunk.id for h in reader.search("VLAN for IoT devices", k=3, mode="dense")] == want
+    assert reader.query_embedder.model_id == "all-MiniLM-L6-v2"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pai_kb.keyword import fts_query
+from pai_kb.keyword import plan, terms
 from pai_kb.models import Filters
 from pai_kb.models import Chunk
 from pai_kb.search import rrf, select
@@ -39,12 +39,40 @@ def test_select_returns_one_copy_of_duplicated_material():
     assert [h.chunk.id for h in select(ranked, 10)] == ["v", "other"]
 
 
+def fts_query(text: str) -> str | None:
+    words = terms(text)
+    return plan(words, dict.fromkeys(words, 1), rows=100) if words else None
+
+
 def test_fts_query_quotes_terms_and_drops_function_words():
     assert fts_query("how do I use --sliding-window?") == '"use" OR "sliding" OR "window"'
     assert fts_query("what is it") == '"what" OR "is" OR "it"'  # only function words: keep them
     assert fts_query('AND "OR" NEAR(') == '"NEAR"'  # operators are words, never syntax
     assert fts_query('"OR"') == '"OR"'
     assert fts_query("?!") is None
+
+
+def test_plan_is_the_plain_query_while_the_words_rows_fit_the_budget():
+    words = ["espresso", "grind", "dose"]
+    assert plan(words, {"espresso": 40, "grind": 30, "dose": 20}, rows=1000, budget=100) == \
+        '"espresso" OR "grind" OR "dose"'
+
+
+def test_plan_drops_words_in_half_the_rows_or_more():
+    """FTS5 gives such a word an IDF of 1e-6: dropping it cannot change the order."""
+    df = {"note": 500, "espresso": 40, "grind": 30}
+    assert plan(["note", "espresso", "grind"], df, rows=1000) == '"espresso" OR "grind"'
+    assert plan(["note"], {"note": 900}, rows=1000) == '"note"'  # nothing else left: kept
+
+
+def test_plan_requires_common_words_together_past_the_budget():
+    df = {"home": 300, "network": 250, "vlan": 20, "iot": 60, "devices": 280}
+    words = list(df)
+    assert plan(words, df, rows=1000, budget=100) == '"vlan" OR "iot" OR ("home" AND "network" AND "devices")'
+    only_common = {"home": 300, "network": 250, "devices": 280}
+    assert plan(list(only_common), only_common, rows=1000, budget=100) == '("home" AND "network" AND "devices")'
+    one_common = {"vlan": 20, "iot": 60, "home": 300}
+    assert plan(list(one_common), one_common, rows=1000, budget=100) == '"vlan" OR "iot"'  # alone it is unbounded
 
 
 def test_filters_apply_to_keyword_and_dense(mk, tmp_path, vault, embedder):

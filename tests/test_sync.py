@@ -8,7 +8,8 @@ import pytest
 
 from helpers import snapshot
 from conftest import HashEmbedder
-from pai_kb.errors import ConfigError, IndexLockedError, IndexMismatchError
+from pai_kb.kb import KnowledgeBase
+from pai_kb.errors import ConfigError, IndexLockedError
 from pai_kb.locking import writer_lock
 
 
@@ -102,18 +103,18 @@ def test_missing_vault_is_a_clear_error(mk, tmp_path, embedder):
         kb.index()
 
 
-def test_other_model_needs_rebuild(mk, tmp_path, vault, embedder):
+def test_other_model_builds_a_new_generation_and_searches_keep_the_old_one_meanwhile(mk, tmp_path, vault, embedder):
     mk(tmp_path, vault, embedder).index()
     other = HashEmbedder()
     other.model_id = "another-model"
-    kb = mk(tmp_path, vault, other)
-    with pytest.raises(IndexMismatchError, match="pai-kb index --rebuild"):
-        kb.index()
-    with pytest.raises(IndexMismatchError):
-        kb.search("coffee", mode="dense")
-    report = kb.index(rebuild=True)
-    assert report.chunks_embedded == report.chunks_total > 0
-    assert kb.search("coffee", k=1)
+    before = KnowledgeBase(mk(tmp_path, vault, other).config, other, query_encoder=embedder)  # the old one's model
+    old_top = before.search("pour-over coffee", k=1, mode="dense")[0].chunk.id
+    assert not before.status().fingerprint_ok
+    report = mk(tmp_path, vault, other).index()  # no --rebuild: the settings changed, so a new generation
+    assert report.chunks_embedded == report.chunks_total > 0 and len(other.embedded) == report.chunks_total
+    after = mk(tmp_path, vault, other)
+    assert after.generation.name == "gen-2" and after.manifest.get_meta("model") == "another-model"
+    assert after.status().fingerprint_ok and after.search("pour-over coffee", k=1)[0].chunk.id == old_top
 
 
 def test_second_writer_is_refused(mk, tmp_path, vault, embedder):

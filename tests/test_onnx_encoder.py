@@ -1,0 +1,75 @@
+"""The ONNX path: the same vectors as sentence-transformers, for queries and whole vaults, and a cold
+search that never imports torch."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import PROJECT, make_kb, needs_shared
+from pai_kb.embeddings import LocalModel, SentenceTransformerEmbedder, export_onnx
+from pai_kb.kb import KnowledgeBase
+from pai_kb.onnx_encoder import OnnxEncoder
+
+QUERIES = ["how long should a pour-over take?", "VLAN for IoT devices", "Überraschung 🧠", "a " * 400]
+
+
+def test_export_matches_sentence_transformers(tmp_path, reference_embedder):
+    target = tmp_path / "q.onnx"
+    diff = export_onnx(reference_embedder, target)
+    assert diff is not None and diff < 1e-5 and target.is_file()
+    got = np.array(OnnxEncoder(target, reference_embedder.path / "tokenizer.json", 256).embed(QUERIES))
+    want = np.array(reference_embedder.embed(QUERIES))
+    assert np.abs(got - want).max() < 1e-5  # the 400-word query is truncated exactly as the model does
+
+
+@needs_shared()
+def test_batched_onnx_equals_sentence_transformers_on_a_real_vault(help_kb, real_embedder, reference_embedder):
+    """Length-sorted batches of 16 pad differently from sentence-transformers' batches of 32: the vectors
+    must not move, or an index built one way could not be searched the other."""
+    texts = [f"{c.heading}\n{c.text}" for c in help_kb.manifest.all_chunks()][::8]
+    assert len(texts) > 150 and len({len(t) for t in texts}) > 100
+    got = np.array(real_embedder.embed(texts))
+    assert np.abs(got - np.array(reference_embedder.embed(texts))).max() < 1e-4
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_local_model_keeps_sentence_transformers_for_a_model_the_export_cannot_reproduce(tmp_path, reference_embedder):
+    folder = tmp_path / "cls-model"
+    for item in reference_embedder.path.iterdir():  # the same weights, pooled on [CLS] instead of the mean
+        if item.name != "1_Pooling":
+            (folder / item.name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / item.name).symlink_to(item)
+    pooling = json.loads((reference_embedder.path / "1_Pooling" / "config.json").read_text())
+    pooling.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    model = LocalModel(str(folder), tmp_path / "onnx")
+    got = np.array(model.embed(QUERIES[:2]))
+    assert not list((tmp_path / "onnx").glob("*.onnx"))
+    assert np.abs(got - np.array(reference_embedder.embed(QUERIES[:2]))).max() > 1e-2  # really another pooling
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_index_exports_once_and_cold_search_skips_torch(tmp_path, vault, real_embedder):
+    kb = KnowledgeBase(make_kb(tmp_path, vault, real_embedder).config)
+    kb.index()
+    exported = list((tmp_path / "index" / "onnx").glob("*.onnx"))
+    assert len(exported) == 1 and not list((tmp_path / "index" / "onnx").glob("*.tmp"))
+    assert "_model" not in vars(kb.embedder)  # the export's torch copy was let go
+    script = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from pai_kb.cli import main\n"
+        f"args = ['--vault', {str(vault)!r}, '--inbox', {str(tmp_path / 'inbox')!r}, '--index', {str(tmp_path / 'index')!r}]\n"
+        "out = CliRunner().invoke(main, args + ['search', 'how long should a pour-over take?', '--json', '-k', '3'])\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'st': 'sentence_transformers' in sys.modules,\n"
+        "                  'top': json.loads(out.stdout)['results'][0]['path']}))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen == {"torch": False, "st": False, "top": "Coffee/Pour-over brewing.md"}
+    onnx_hits = [h.chunk.id for h in kb.search("VLAN for IoT devices", k=5)]
+    model = KnowledgeBase(kb.config, query_encoder=SentenceTransformerEmbedder("all-MiniLM-L6-v2"))
+    assert [h.chunk.id for h in model.search("VLAN for IoT devices", k=5)] == onnx_hits
