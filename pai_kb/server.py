@@ -11,11 +11,15 @@ holds up a search.
 
 The server announces itself (`INDEX/server.json`, which the CLI reads to send searches here) only once
 its socket listens and the app has started, so a CLI never finds a server that cannot answer yet.
+
+`/` is a page to search and ask from a browser (`pai_kb/page`): three static files served from the
+package, behind the same Guard, under a Content-Security-Policy that lets it load nothing else.
 """
 
 from __future__ import annotations
 
 import hmac
+from importlib import resources
 import ipaddress
 import json
 import signal
@@ -31,12 +35,12 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from pai_kb import render
 from pai_kb.client import advertised
-from pai_kb.errors import (ConfigError, IndexLockedError, IndexMismatchError, InvalidRequest, LLMError,
+from pai_kb.errors import (ConfigError, IndexLockedError, InvalidRequest, LLMError,
                            NoteNotFound, PaiKbError)
 from pai_kb.kb import KnowledgeBase
 from pai_kb.models import Filters
@@ -47,7 +51,7 @@ Mode = Literal["hybrid", "dense", "keyword"]
 Date = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
 # Library error type -> HTTP status; the most specific type listed first wins.
 STATUS: tuple[tuple[type[PaiKbError], int], ...] = (
-    (InvalidRequest, 400), (NoteNotFound, 404), (LLMError, 502), (IndexMismatchError, 409),
+    (InvalidRequest, 400), (NoteNotFound, 404), (LLMError, 502),
     (IndexLockedError, 409), (ConfigError, 400), (PaiKbError, 500),
 )
 
@@ -184,6 +188,15 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    # The page holds no data of its own (it asks the API, token and all), so it loads without the token.
+    @app.get("/", include_in_schema=False)
+    def page() -> Response:
+        return _page_file("index.html")
+
+    @app.get("/page/{name}", include_in_schema=False)
+    def page_asset(name: str) -> Response:
+        return _page_file(name)
+
     @app.get("/status", dependencies=guard)
     def status() -> dict[str, Any]:
         return render.status_dict(kb.status())
@@ -220,6 +233,23 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
         return render.related_dict(note, kb.related(note, k=k, new_only=new_only))
 
     return app
+
+
+_PAGE_TYPES = {"index.html": "text/html", "page.js": "text/javascript", "page.css": "text/css"}
+# Nothing but the server's own files runs or loads on the page, and no other site may frame it.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache",
+}
+
+
+def _page_file(name: str) -> Response:
+    """One of the page's three files, from the package; anything else is a 404."""
+    if name not in _PAGE_TYPES:
+        raise HTTPException(404, f"no page file '{name}'")
+    body = resources.files("pai_kb.page").joinpath(name).read_bytes()
+    return Response(body, media_type=f"{_PAGE_TYPES[name]}; charset=utf-8", headers=_PAGE_HEADERS)
 
 
 def _version() -> str:

@@ -15,6 +15,7 @@ class Reply:
     text: str = ""
     status: int = 200
     delay: float = 0.0
+    pace: float = 0.0  # seconds between streamed pieces, so a reader can see the stream arrive
 
 
 @dataclass
@@ -39,7 +40,7 @@ class FakeLLM:
                     return self._json(reply.status, {"error": {"message": f"scripted {reply.status}",
                                                                "type": "test", "code": str(reply.status)}})
                 if body.get("stream"):
-                    return self._stream(body["model"], reply.text)
+                    return self._stream(body["model"], reply.text, reply.pace)
                 self._json(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                                  "choices": [{"index": 0, "finish_reason": "stop",
                                               "message": {"role": "assistant", "content": reply.text}}]})
@@ -52,12 +53,13 @@ class FakeLLM:
                 self.end_headers()
                 self.wfile.write(raw)
 
-            def _stream(self, model: str, text: str) -> None:
+            def _stream(self, model: str, text: str, pace: float) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
                 pieces = [text[i:i + 7] for i in range(0, len(text), 7)]
                 for piece in pieces:
+                    time.sleep(pace)
                     self._event({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model,
                                  "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
                 self._event({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model,
