@@ -185,6 +185,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "server.allowed_origins": ("allowed_origins", _origins),
 }
 _ENV = {"PAI_KB_VAULT": "vault", "PAI_KB_INBOX": "inbox", "PAI_KB_INDEX": "index", "PAI_KB_CHROMA_URL": "index.url",
+        "PAI_KB_MODEL": "embedding.model",
         "PAI_KB_LLM_BASE_URL": "llm.base_url", "PAI_KB_LLM_MODEL": "llm.model",
         "PAI_KB_LLM_API_KEY_ENV": "llm.api_key_env", "PAI_KB_ALLOWED_ORIGINS": "server.allowed_origins"}
 _FLAGS = {"vault": "vault", "inbox": "inbox", "index_dir": "index"}

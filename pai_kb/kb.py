@@ -20,7 +20,7 @@ from pai_kb.chunking import CHUNKER_VERSION
 from pai_kb import layout
 from pai_kb.config import Config
 from pai_kb.dense import DenseIndex
-from pai_kb.embeddings import Embedder, Encoder, LocalModel
+from pai_kb.embeddings import Embedder, Encoder, load_model, query_encoder
 from pai_kb.errors import ConfigError, SourceError, VaultMismatch
 from pai_kb.llm import ChatModel, LLMSettings
 from pai_kb.loaders import load_bytes, read_sidecar
@@ -76,7 +76,7 @@ class KnowledgeBase:
     @cached_property
     def embedder(self) -> Embedder:
         c = self.config
-        return self._given_embedder or LocalModel(c.model, c.index_dir / "onnx", c.embed_batch_size)
+        return self._given_embedder or load_model(c.model, c.index_dir / "onnx", c.embed_batch_size)
 
     @cached_property
     def query_embedder(self) -> Encoder:
@@ -87,8 +87,8 @@ class KnowledgeBase:
             return self._given_query_encoder
         built = self.manifest.get_meta("model")
         if built is None or built == self.embedder.model_id:
-            return self.embedder
-        return LocalModel(built, self.config.index_dir / "onnx", self.config.embed_batch_size)
+            return query_encoder(self.embedder)
+        return query_encoder(load_model(built, self.config.index_dir / "onnx", self.config.embed_batch_size))
 
     @cached_property
     def manifest(self) -> Manifest:

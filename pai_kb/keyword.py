@@ -39,7 +39,7 @@ def _quoted(word: str) -> str:
     return f'"{word}"'
 
 
-def any_of(words: list[str]) -> str:
+def _any_of(words: list[str]) -> str:
     return " OR ".join(map(_quoted, words))
 
 
@@ -47,7 +47,7 @@ def plan(words: list[str], df: Mapping[str, int], rows: int, budget: int = BUDGE
     """The FTS5 expression for `words` given how many of the index's `rows` hold each (see above)."""
     informative = [w for w in words if df[w] * 2 < rows] or words
     if sum(df[w] for w in informative) <= budget or len(informative) == 1:
-        return any_of(informative)
+        return _any_of(informative)
     rare: list[str] = []
     for word in sorted(informative, key=lambda w: df[w]):
         if sum(df[w] for w in rare) + df[word] > budget:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import threading
 import time
 import weakref
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pai_kb.keyword import any_of, plan, terms
+from pai_kb.keyword import plan, terms
 from pai_kb.models import Chunk, DocKey, Filters
 
 _SCHEMA = """
@@ -239,13 +240,13 @@ class Manifest:
     def keyword_search(self, query: str, k: int, filters: Filters = Filters(), complete: bool = False,
                        without: tuple[str, ...] = ()) -> list[tuple[str, float]]:
         """BM25 over the planned query (`keyword.plan`). With `complete` (a keyword-only search, where
-        these are the only results), a plan that found fewer than `k` rows falls back to every word.
+        these are the only results), a plan that found fewer than `k` rows falls back to the plain OR.
         Columns in `without` are not searched."""
         words = terms(query)
         if not words:
             return []
         df, rows = self._frequencies(words)
-        match, full = plan(words, df, rows), any_of(words)
+        match, full = plan(words, df, rows), plan(words, df, rows, budget=sys.maxsize)
         found = self._bm25(_within(match, without), k, filters)
         if complete and len(found) < k and match != full:
             found = self._bm25(_within(full, without), k, filters)

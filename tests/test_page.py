@@ -114,6 +114,8 @@ def test_ask_streams_an_answer_whose_citations_open_their_passage(page, served):
     _, llm, kb = served
     answer = "A pour-over takes 2:45 to 3:15 in all [1], with a bloom first."
     llm.replies.append(Reply(answer, pace=0.15))
+    page.locator("#q").fill("pour-over timing")  # both halves of the page in the screenshot
+    page.locator("#results > li.result").first.wait_for()
     page.locator("#question").fill("how long should a pour-over brew take?")
     page.locator("#ask-button").click()
     page.wait_for_function("document.querySelector('#answer p.streaming')?.textContent.length > 0")
