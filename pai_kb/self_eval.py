@@ -155,17 +155,14 @@ def hit_and_rank(hits: Sequence[Hit], doc_key: str) -> tuple[bool, float]:
 
 
 def best_threshold(vault: Sequence[float], probes: Sequence[float]) -> float:
-    """The cut-off between the lowest and highest similarities that maximises balanced accuracy
-    (share of vault questions answered + share of probes abstained on, halved); midpoints between
-    neighbouring observed values, so the threshold sits between the two groups rather than on one."""
+    """The cut-off that maximises balanced accuracy (share of vault questions answered + share of probes
+    abstained on). Candidates are midpoints between neighbouring observed similarities, so the threshold
+    sits between the two groups rather than on a question; of equally good ones, the middle one."""
     values = sorted(set(vault) | set(probes))
-    candidates = [(a + b) / 2 for a, b in zip(values, values[1:])] or values
-    return max(candidates, key=lambda t: (_rates(vault, probes, t), -abs(t - 0.5)), default=0.0)
-
-
-def _rates(vault: Sequence[float], probes: Sequence[float], threshold: float) -> float:
-    answered, abstained = shares(vault, probes, threshold)
-    return answered + abstained
+    candidates = [(a + b) / 2 for a, b in zip(values, values[1:])] or values or [0.0]
+    scores = [sum(shares(vault, probes, t)) for t in candidates]
+    tied = [t for t, score in zip(candidates, scores) if score == max(scores)]
+    return tied[len(tied) // 2]
 
 
 def shares(vault: Sequence[float], probes: Sequence[float], threshold: float) -> tuple[float, float]:

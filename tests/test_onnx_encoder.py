@@ -55,25 +55,29 @@ def test_local_model_keeps_sentence_transformers_for_a_model_the_export_cannot_r
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
-def test_index_exports_once_and_cold_search_skips_torch(tmp_path, vault, real_embedder):
+def test_index_exports_once_and_neither_index_nor_search_imports_torch(tmp_path, vault, real_embedder):
+    """The export runs in a child process; the index run and a cold search never hold torch."""
     kb = KnowledgeBase(make_kb(tmp_path, vault, real_embedder).config)
-    kb.index()
-    folder = tmp_path / "index" / "onnx"
-    exported = [p for p in folder.glob("*.onnx") if not p.name.endswith(".optimized.onnx")]
-    assert len(exported) == 1 and optimized_path(exported[0]).is_file() and not list(folder.glob("*.tmp"))
-    assert "_model" not in vars(kb.embedder)  # the export's torch copy was let go
     script = (
         "import json, sys\n"
         "from click.testing import CliRunner\n"
         "from pai_kb.cli import main\n"
         f"args = ['--vault', {str(vault)!r}, '--inbox', {str(tmp_path / 'inbox')!r}, '--index', {str(tmp_path / 'index')!r}]\n"
-        "out = CliRunner().invoke(main, args + ['search', 'how long should a pour-over take?', '--json', '-k', '3'])\n"
-        "print(json.dumps({'torch': 'torch' in sys.modules, 'st': 'sentence_transformers' in sys.modules,\n"
-        "                  'top': json.loads(out.stdout)['results'][0]['path']}))\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT, timeout=120)
-    assert result.returncode == 0, result.stderr
-    seen = json.loads(result.stdout.strip().splitlines()[-1])
-    assert seen == {"torch": False, "st": False, "top": "Coffee/Pour-over brewing.md"}
+        "out = CliRunner().invoke(main, args + [sys.argv[1]] + sys.argv[2:])\n"
+        "assert out.exit_code == 0, out.output\n"
+        "top = json.loads(out.stdout)['results'][0]['path'] if sys.argv[1] == 'search' else None\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'st': 'sentence_transformers' in sys.modules, 'top': top}))")
+    seen = []
+    for command in (["index"], ["search", "how long should a pour-over take?", "--json", "-k", "3"]):
+        result = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, cwd=PROJECT,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+        seen.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert seen == [{"torch": False, "st": False, "top": None},
+                    {"torch": False, "st": False, "top": "Coffee/Pour-over brewing.md"}]
+    folder = tmp_path / "index" / "onnx"
+    exported = [p for p in folder.glob("*.onnx") if not p.name.endswith(".optimized.onnx")]
+    assert len(exported) == 1 and optimized_path(exported[0]).is_file() and not list(folder.glob("*.tmp"))
     onnx_hits = [h.chunk.id for h in kb.search("VLAN for IoT devices", k=5)]
     model = KnowledgeBase(kb.config, query_encoder=SentenceTransformerEmbedder("all-MiniLM-L6-v2"))
     assert [h.chunk.id for h in model.search("VLAN for IoT devices", k=5)] == onnx_hits
