@@ -252,7 +252,8 @@ def related(lazy: _Lazy, note: str, k: int, new_only: bool, as_json: bool) -> No
     """Notes most related to NOTE (a path relative to the vault, or a note title)."""
     with lazy.kb() as kb:
         notes = kb.related(note, k=k, new_only=new_only)
-    click.echo(render.dumps(render.related_dict(note, notes)) if as_json else render.related_text(notes))
+        vault = kb.config.vault.name
+    click.echo(render.dumps(render.related_dict(note, notes, vault)) if as_json else render.related_text(notes))
 
 
 @command(name="eval")

@@ -93,7 +93,7 @@ def build(kb: KnowledgeBase) -> MCPServer:
                       new_only: Annotated[bool, Field(description="leave out notes it already links to")] = False,
                       ) -> dict[str, Any]:
         """Notes most related to a note, best first; new_only suggests new connections."""
-        return render.related_dict(note, kb.related(note, k=k, new_only=new_only))
+        return render.related_dict(note, kb.related(note, k=k, new_only=new_only), kb.config.vault.name)
 
     @server.tool(annotations=READ_ONLY)
     @_tool_errors

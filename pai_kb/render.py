@@ -36,11 +36,11 @@ def inert(text: str) -> str:
     return _CONTROL.sub("\ufffd", text)
 
 
-def obsidian_uri(vault: str | None, chunk: Chunk) -> str | None:
+def obsidian_uri(vault: str | None, where: Chunk | DocKey) -> str | None:
     """`obsidian://open?vault=NAME&file=PATH`: opens the note in Obsidian. Only vault files have one."""
-    if not vault or chunk.root != "vault":
+    if not vault or where.root != "vault":
         return None
-    return f"obsidian://open?vault={quote(vault, safe='')}&file={quote(chunk.path, safe='')}"
+    return f"obsidian://open?vault={quote(vault, safe='')}&file={quote(where.path, safe='')}"
 
 
 def hyperlink(text: str, uri: str | None) -> str:
@@ -146,9 +146,9 @@ def _iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds") if ts else None
 
 
-def related_dict(note: str, notes: Sequence[RelatedNote]) -> dict[str, Any]:
-    results = [{"rank": i, "score": round(n.score, 6), "path": n.path, "root": n.key.root,
-                "title": n.title, "linked": n.linked} for i, n in enumerate(notes, start=1)]
+def related_dict(note: str, notes: Sequence[RelatedNote], vault: str | None = None) -> dict[str, Any]:
+    results = [{"rank": i, "score": round(n.score, 6), "path": n.path, "root": n.key.root, "title": n.title,
+                "linked": n.linked, "obsidian_uri": obsidian_uri(vault, n.key)} for i, n in enumerate(notes, start=1)]
     return {"note": note, "results": results}
 
 

@@ -230,7 +230,7 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
 
     @app.get("/related", dependencies=guard)
     def related(note: str = Query(min_length=1), k: int = Query(10, ge=1, le=MAX_K), new_only: bool = False) -> dict[str, Any]:
-        return render.related_dict(note, kb.related(note, k=k, new_only=new_only))
+        return render.related_dict(note, kb.related(note, k=k, new_only=new_only), vault)
 
     return app
 

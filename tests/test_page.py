@@ -96,6 +96,7 @@ def test_search_as_you_type_shows_the_right_note_with_its_links(page, served):
     first.locator("button.related").click()
     first.locator(".related-list li").first.wait_for()
     assert first.locator(".related-list li").count() >= 1
+    assert first.locator(".related-list li a").first.get_attribute("href").startswith("obsidian://open?vault=vault&file=")
     page.screenshot(path=str(shots() / "page-light.png"))
 
 

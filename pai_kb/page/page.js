@@ -139,8 +139,9 @@ async function showRelated(hit, target) {
   try {
     const params = new URLSearchParams({ note: hit.path, k: "5" });
     const body = await (await api(`related?${params}`)).json();
-    target.replaceChildren(...(body.results.length ? body.results.map((n) =>
-      el("li", { textContent: `${n.title || n.path}${n.linked ? " (already linked)" : ""}` }))
+    target.replaceChildren(...(body.results.length ? body.results.map((n) => el("li", {},
+      n.obsidian_uri ? el("a", { href: n.obsidian_uri, textContent: n.title || n.path }) : (n.title || n.path),
+      n.linked ? el("span", { class: "muted", textContent: " (already linked)" }) : null))
       : [el("li", { class: "muted", textContent: "No related notes." })]));
   } catch (err) {
     target.replaceChildren();
