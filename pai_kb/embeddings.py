@@ -240,12 +240,11 @@ def _export_in_child(model: Path, target: Path) -> bool:
     try:
         done = subprocess.run([sys.executable, "-c", code, str(model), str(target)], capture_output=True, text=True,
                               timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        failure = (done.stderr.strip().splitlines() or ["no output"])[-1] if done.returncode else None
     except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("could not export %s to ONNX (%s); embedding through sentence-transformers", model, exc)
-        return False
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        log.warning("could not export %s to ONNX (%s); embedding through sentence-transformers", model, last)
+        failure = str(exc)
+    if failure is not None:
+        log.warning("could not export %s to ONNX (%s); embedding through sentence-transformers", model, failure)
         return False
     return target.is_file()
 

@@ -80,18 +80,18 @@ def _session(onnx_path: Path, threads: int | None, keep_optimized: bool) -> Any:
     # Without the arena, memory freed after a long batch goes back to the OS instead of staying
     # reserved at the size of the largest batch ever seen.
     options.enable_cpu_mem_arena = False
+    providers = ["CPUExecutionProvider"]
     if keep_optimized and optimized.is_file():
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        return onnxruntime.InferenceSession(str(optimized), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(optimized), options, providers=providers)
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    if not keep_optimized:
-        return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    if not keep_optimized or not os.access(onnx_path.parent, os.W_OK):
+        return onnxruntime.InferenceSession(str(onnx_path), options, providers=providers)
     tmp = optimized.with_name(f"{optimized.stem}.{os.getpid()}.tmp")
     options.optimized_model_filepath = str(tmp)
+    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=providers)
     try:
-        session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         os.replace(tmp, optimized)
-    except OSError:
-        options.optimized_model_filepath = ""
-        session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except OSError:  # the copy is a speed-up only; this session is complete without it
+        pass
     return session

@@ -87,12 +87,8 @@ def informative(label: str, names: Sequence[str]) -> bool:
 
 
 def alias_questions(chunks: Sequence[Chunk]) -> list[Question]:
-    seen: dict[str, Question] = {}
-    for c in chunks:
-        for alias in c.aliases:
-            if informative(alias, (c.title, _stem(c.doc_key))):
-                seen.setdefault(alias.lower(), Question("alias", alias, c.doc_key, HoldOut(columns=("aliases",))))
-    return list(seen.values())
+    return _unique([Question("alias", alias, c.doc_key, HoldOut(columns=("aliases",)))
+                    for c in chunks for alias in c.aliases if informative(alias, (c.title, _stem(c.doc_key)))])
 
 
 def link_questions(notes: Mapping[str, str], names: Mapping[str, str]) -> list[Question]:
