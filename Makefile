@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PAI := $(VENV)/bin/pai-kb
+PAI := $(VENV)/bin/pai-kb --index index
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test bench clean

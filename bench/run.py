@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_ask_pool  # noqa: E402
 import bench_cold  # noqa: E402
 import bench_extract  # noqa: E402
 import bench_index  # noqa: E402
@@ -19,7 +20,7 @@ from common import HEADER  # noqa: E402
 
 def main() -> None:
     print(HEADER, flush=True)
-    for bench in (bench_noop, bench_cold, bench_index, bench_watch, bench_extract, bench_scale):
+    for bench in (bench_noop, bench_cold, bench_index, bench_watch, bench_extract, bench_scale, bench_ask_pool):
         for line in bench.main():
             print(line, flush=True)
 

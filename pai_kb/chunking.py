@@ -18,8 +18,8 @@ from pai_kb.models import Block, Chunk, Document
 from pai_kb.urls import url_at
 
 # Bump when chunk boundaries or texts change: the index fingerprint includes it, forcing a rebuild.
-# 2: tiny sections merge into a neighbour.
-CHUNKER_VERSION = 2
+# 2: tiny sections merge into a neighbour. 3: frontmatter properties are text; escaped Obsidian syntax reads as text.
+CHUNKER_VERSION = 3
 # Prefixes longer than this are cut: a deep heading path must not crowd out the passage itself.
 MAX_HEADER_TOKENS = 48
 
@@ -93,13 +93,14 @@ def merge_tiny(sections: list[tuple[str, Counted]], below: int = MERGE_BELOW_TOK
     """Join each section under `below` tokens to a neighbour, in reading order so line ranges stay
     contiguous: forward into the next section when that one is nested under it (an intro before its
     subsections), else back into the previous one, else forward. The joined section keeps the heading
-    of the section it joined."""
+    of the section it joined. A note's properties do not count toward the size: a one-line intro
+    with properties beside it is still the section this rule is for."""
     out: list[tuple[str, Counted]] = []
     carry: Counted = []  # tiny sections waiting to join the next one
     for i, (heading, blocks) in enumerate(sections):
         blocks = carry + blocks
         carry = []
-        tiny = sum(t for _, t in blocks) < below
+        tiny = sum(t for b, t in blocks if b.kind != "properties") < below
         following = sections[i + 1][0] if i + 1 < len(sections) else None
         if tiny and following is not None and (following.startswith(heading + " > ") or not out):
             carry = blocks

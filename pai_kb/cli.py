@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
 import tempfile
@@ -18,7 +17,7 @@ from pai_kb import render
 from pai_kb.client import remote_search
 from pai_kb.config import Config, load_config
 from pai_kb.errors import BadSetting, InvalidRequest, PaiKbError
-from pai_kb.models import SOURCE_TYPES, Filters
+from pai_kb.models import SOURCE_TYPES, Filters, checked_date, required_text
 from pai_kb.search import MODES
 
 if TYPE_CHECKING:
@@ -33,29 +32,62 @@ class _Group(click.Group):
     """Every library error becomes one line on stderr, in one place: exit 2 for a bad setting or
     request (usage), 1 for everything else."""
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        given = list(args)
+        ctx = super().make_context(info_name, args, parent, **extra)
+        ctx.meta["argv"] = given  # for messages that quote what was typed
+        return ctx
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except click.NoSuchOption as exc:
+            typed = next((a for a in ctx.meta.get("argv", ()) if a.startswith(exc.option_name)), exc.option_name)
+            exc.message = (f"{exc.message.rstrip('.')}; to give text that begins with '-', put -- before it: "
+                           f"pai-kb {ctx.invoked_subcommand or 'search'} -- {typed}")
+            raise
         except (BadSetting, InvalidRequest) as exc:
             raise click.UsageError(render.inert(str(exc))) from exc
         except PaiKbError as exc:
             raise click.ClickException(render.inert(str(exc))) from exc
 
 
+def _path_given(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """An empty path is refused as empty (click would read "" as the current folder)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; give a folder or file path", ctx, param)
+    return Path(value) if value is not None else None
+
+
+class _Date(click.ParamType):
+    """A calendar date written YYYY-MM-DD, checked by the library's one rule (`checked_date`)."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return checked_date(str(value), "")
+        except InvalidRequest as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def root_options(fn: Callable) -> Callable:
     """--vault/--inbox/--index/--config, accepted before the command and after it alike."""
     for option in reversed((
-        click.option("--vault", type=click.Path(path_type=Path), help="Obsidian vault folder [./vault]."),
-        click.option("--inbox", type=click.Path(path_type=Path), help="Drop folder for clips and transcripts."),
-        click.option("--index", "index_dir", type=click.Path(path_type=Path),
+        click.option("--vault", callback=_path_given, help="Obsidian vault folder [./vault]."),
+        click.option("--inbox", callback=_path_given, help="Drop folder for clips and transcripts."),
+        click.option("--index", "index_dir", callback=_path_given,
                      help="Index folder [the vault's own setting, else one in your user data folder]."),
-        click.option("--config", "config_file", type=click.Path(path_type=Path), help="pai-kb.toml to use."),
+        click.option("--config", "config_file", callback=_path_given, help="pai-kb.toml to use."),
+        click.option("--vault-anywhere", is_flag=True, default=None,
+                     help="Allow a vault or inbox that is a disk root, your home folder or a system folder."),
     )):
         fn = option(fn)
     return fn
 
 
-_ROOT_KEYS = ("vault", "inbox", "index_dir", "config_file")
+_ROOT_KEYS = ("vault", "inbox", "index_dir", "config_file", "vault_anywhere")
 
 
 @click.group(cls=_Group)
@@ -130,15 +162,14 @@ def filter_options(fn: Callable) -> Callable:
                      help="Only this kind of material (repeatable)."),
         click.option("--tag", "tags", multiple=True, help="Only material with this tag or a tag nested under it (repeatable, all must match)."),
         click.option("--path", "path_glob", help="Only paths matching this glob, relative to the vault or inbox."),
-        click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Only material dated on or after YYYY-MM-DD."),
+        click.option("--since", type=_Date(), help="Only material dated on or after YYYY-MM-DD."),
     )):
         fn = option(fn)
     return fn
 
 
-def _filters(types: tuple[str, ...], tags: tuple[str, ...], path_glob: str | None,
-             since: dt.datetime | None) -> Filters:
-    return Filters.of(types, tags, path_glob, since.date().isoformat() if since else None)
+def _filters(types: tuple[str, ...], tags: tuple[str, ...], path_glob: str | None, since: str | None) -> Filters:
+    return Filters.of(types, tags, path_glob, since)
 
 
 @command()
@@ -148,8 +179,9 @@ def _filters(types: tuple[str, ...], tags: tuple[str, ...], path_glob: str | Non
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(lazy: _Lazy, rebuild: bool, allow_removal: bool, as_json: bool) -> None:
     """Bring the index up to date with the vault and the inbox."""
-    with lazy.kb() as kb, _progress("Indexing") as progress:
-        report = kb.index(rebuild=rebuild, progress=progress, allow_removal=allow_removal)
+    with _interruptible():
+        with lazy.kb() as kb, _progress("Indexing") as progress:
+            report = kb.index(rebuild=rebuild, progress=progress, allow_removal=allow_removal)
     _warn(report.warnings)
     click.echo(render.dumps(render.report_dict(report)) if as_json else render.report_text(report))
 
@@ -168,8 +200,7 @@ def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, loc
 
     When `pai-kb serve` (or `watch --serve`) runs on the same index, the search is sent to it (much
     faster than loading the model); --local or server.use = false in pai-kb.toml turns that off."""
-    if not query.strip():
-        raise click.UsageError("QUERY is empty; say what to look for")
+    required_text(query, "query")
     filters = _filters(**filter_args)
     config = lazy.config()
     if config.use_server and not local and config.vault.is_dir():
@@ -198,8 +229,6 @@ def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, loc
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (no streaming).")
 def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, save: bool, as_json: bool, **filter_args: Any) -> None:
     """Answer QUESTION from your notes, citing them, or say that they do not cover it."""
-    if not question.strip():
-        raise click.UsageError("QUESTION is empty; ask something")
     stream = None if as_json else (lambda token: click.echo(render.inert(token), nl=False))
     with lazy.kb() as kb:
         answer = kb.ask(question, k=k, filters=_filters(**filter_args), use_llm=not no_llm, on_token=stream)
@@ -293,10 +322,12 @@ def eval_(lazy: _Lazy, on_self: bool, limit: int, corpus: Path | None, queries: 
 
 @command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status(lazy: _Lazy, as_json: bool) -> None:
+@click.option("--verify", is_flag=True, help="Read every file and compare its content with the index, "
+              "for edits that kept size and times (FAT, SMB); slower: one full read.")
+def status(lazy: _Lazy, as_json: bool, verify: bool) -> None:
     """What the index holds and what on disk it does not reflect yet."""
     with lazy.kb() as kb:
-        st = kb.status()
+        st = kb.status(verify=verify)
     click.echo(render.dumps(render.status_dict(st)) if as_json else render.status_text(st))
 
 
@@ -328,7 +359,7 @@ def watch(lazy: _Lazy, reconcile: float, as_json: bool, serve_api: bool, host: s
             _serve_in_background(lazy, host, port)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: watcher.interrupt())
-        logging.getLogger("pai_kb.watch").info("watching %s", ", ".join(str(p) for p in kb.roots.values()))
+        logging.getLogger("pai_kb.watch").info("watching %s", render.inert(", ".join(str(p) for p in kb.roots.values())))
         watcher.run()
         logging.getLogger("pai_kb.watch").info("stopped")
 
@@ -368,6 +399,34 @@ def _serve_in_background(lazy: _Lazy, host: str, port: int) -> None:
     reader = KnowledgeBase(lazy.config())
     sock = listen(host, port, reader.config.token)
     threading.Thread(target=run_server, args=(reader, sock, reader.config.token), daemon=True).start()
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM stop at once (within one model batch), unwinding: a model export child is
+    killed, the writer lock released and open transactions rolled back; then one line and exit status 130.
+    A sync is crash-safe at any instant, so what was committed stays and the next run completes it. Some
+    C extensions turn an interrupt during their import into an ImportError, so after a stop request any
+    exception on the way out counts as the stop."""
+    import signal
+
+    asked: list[int] = []
+
+    def interrupt(signum: int, _frame: object) -> None:
+        asked.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except BaseException as exc:
+        if not asked and not isinstance(exc, KeyboardInterrupt):
+            raise
+        click.echo("stopped; what was indexed is kept, and the next `pai-kb index` finishes the rest", err=True)
+        sys.exit(130)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pai_kb.errors import BadSetting, ConfigError
+from pai_kb.sources import check_patterns
 
 CONFIG_NAME = "pai-kb.toml"
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -46,6 +47,9 @@ class Config:
     # Notes past this size are skipped with a warning: they are almost always generated dumps or
     # attachments named .md, and embedding them would take minutes.
     max_file_bytes: int = 10 * 1024 * 1024
+    # Seconds one file may take to load (parse) before it is skipped with a warning, so no single file
+    # can stall a sync or the watcher; every loader is linear, so only a pathological file reaches it.
+    load_budget_s: float = 30.0
     # Any OpenAI-compatible endpoint; None means answers are extractive (no model is called).
     llm_base_url: str | None = None
     llm_model: str = "gpt-4o-mini"
@@ -69,6 +73,10 @@ class Config:
     # Browser origins allowed to call the HTTP API from another page (e.g. "app://obsidian.md" for an
     # Obsidian plugin); everything else cross-origin is refused.
     allowed_origins: tuple[str, ...] = ()
+    # `/ask` runs at most this many answers at once (each waits on the model) and queues this many more;
+    # beyond that it answers 503 with Retry-After, so searches never wait behind answers.
+    ask_workers: int = 4
+    ask_queue: int = 16
     # Bearer token for the HTTP API (PAI_KB_TOKEN only: a token must not sit in a shared file).
     token: str | None = field(default=None, repr=False)
 
@@ -90,10 +98,12 @@ def _text(value: Any) -> str:
 
 
 def _globs(value: Any) -> tuple[str, ...]:
+    """Exclude patterns, .gitignore rules: "/Journal/" the top folder, "Journal/" any such folder."""
     if isinstance(value, str):
         raise ValueError(f'must be a list of globs, e.g. ["{value}"], not a string')
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError('must be a list of non-empty glob strings, e.g. ["Templates/*"]')
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError('must be a list of non-empty .gitignore-style patterns, e.g. ["Templates/", "/Journal/"]')
+    check_patterns(tuple(value))
     return tuple(value)
 
 
@@ -171,6 +181,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "chunking.max_tokens": ("chunk_tokens", _int(32, 4096)),
     "chunking.overlap_tokens": ("chunk_overlap", _int(0, 2048)),
     "sources.max_file_bytes": ("max_file_bytes", _int(1024, 2**40)),
+    "sources.load_budget_s": ("load_budget_s", _float(0.01, 3600)),
     "llm.base_url": ("llm_base_url", _url),
     "llm.model": ("llm_model", _text),
     "llm.api_key_env": ("llm_api_key_env", _env_name),
@@ -183,15 +194,18 @@ _SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "obsidian.answers_folder": ("answers_folder", _folder),
     "server.use": ("use_server", _bool),
     "server.allowed_origins": ("allowed_origins", _origins),
+    "server.ask_workers": ("ask_workers", _int(1, 64)),
+    "server.ask_queue": ("ask_queue", _int(0, 10_000)),
 }
 _ENV = {"PAI_KB_VAULT": "vault", "PAI_KB_INBOX": "inbox", "PAI_KB_INDEX": "index", "PAI_KB_CHROMA_URL": "index.url",
         "PAI_KB_MODEL": "embedding.model",
         "PAI_KB_LLM_BASE_URL": "llm.base_url", "PAI_KB_LLM_MODEL": "llm.model",
         "PAI_KB_LLM_API_KEY_ENV": "llm.api_key_env", "PAI_KB_ALLOWED_ORIGINS": "server.allowed_origins"}
 _FLAGS = {"vault": "vault", "inbox": "inbox", "index_dir": "index"}
-# A vault's own pai-kb.toml travels with the vault (shared, cloned, synced), so it may not pick which
-# secret is sent, nor where to: those come from flags, env vars or a config file outside the vault.
-_NOT_FROM_VAULT = ("llm.base_url", "llm.api_key_env")
+# A vault's own pai-kb.toml travels with the vault (shared, cloned, synced), so it may choose neither a
+# destination (a model endpoint, a vector server) nor where pai-kb writes (the index), nor which secret is
+# sent: those come from flags, env vars or a config file outside the vault.
+_NOT_FROM_VAULT_PREFIXES = ("index", "llm.")
 _PATH_FIELDS = ("vault", "inbox", "index_dir")
 
 
@@ -217,7 +231,39 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
     values.setdefault("index_dir", default_index_dir(values["vault"], env))
     values["config_file"] = config_file
     values["token"] = env.get("PAI_KB_TOKEN") or None
-    return _validated(Config(**values))
+    config = _validated(Config(**values))
+    _check_placement(config, bool(flags.get("vault_anywhere")))
+    return config
+
+
+# Folders that are never a person's notes: indexing them reads a whole disk or system. A vault may still
+# be one of them with --vault-anywhere (a deliberate act, never a vault's own file).
+_SYSTEM_FOLDERS = frozenset(("/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
+                             "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/Users", "/System",
+                             "/Library", "/Applications", "/Volumes", "/private"))
+
+
+def _check_placement(config: Config, vault_anywhere: bool) -> None:
+    """The roots are a person's folders and the index is pai-kb's own, never one inside the other.
+
+    Raises BadSetting (exit 2) when a root is a disk root, a home folder itself or a system folder
+    (unless `vault_anywhere`), or when the index is inside, equal to, or contains a vault or inbox:
+    index files would be written among the notes, and a rebuild removes folders there."""
+    roots = {"vault": config.vault.resolve()}
+    if config.inbox is not None:
+        roots["inbox"] = config.inbox.resolve()
+    home = Path.home().resolve()
+    for name, root in roots.items():
+        if not vault_anywhere and (root == Path(root.anchor) or root == home or str(root) in _SYSTEM_FOLDERS):
+            what = "your home folder" if root == home else "a system folder"
+            raise BadSetting(f"{name} {root} is {what}, not a notes folder: point --{name} at your notes, or pass "
+                             "--vault-anywhere if you really mean to index all of it")
+    index = config.index_dir.resolve()
+    for name, root in roots.items():
+        if index == root or index.is_relative_to(root) or root.is_relative_to(index):
+            raise BadSetting(f"index {index} and {name} {root} overlap: pai-kb would write (and on a rebuild delete) "
+                             f"among your files; put the index outside the {name} with --index DIR or PAI_KB_INDEX, "
+                             "or leave it out for the default in your user data folder")
 
 
 def default_index_dir(vault: Path, env: Mapping[str, str]) -> Path:
@@ -264,8 +310,8 @@ def _find_config_file(explicit: str | os.PathLike | None, vault: Path) -> Path |
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist or is not a file: fix --config / PAI_KB_CONFIG "
-                              "or create it")
+            raise BadSetting(f"config file {path} does not exist or is not a file: fix --config / PAI_KB_CONFIG "
+                             "or create it")
         return path.resolve()
     candidate = vault / CONFIG_NAME
     return candidate.resolve() if candidate.is_file() else None
@@ -275,15 +321,15 @@ def _read_toml(path: Path, in_vault: bool) -> dict[str, Any]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc}); fix the TOML or remove the file") from exc
+        raise BadSetting(f"{path}: cannot read config ({exc}); fix the TOML or remove the file") from exc
     values: dict[str, Any] = {}
     for key, value in _flatten(raw).items():
         if key not in _SETTINGS:
             raise BadSetting(f"{path}: unknown setting '{key}'; known: {', '.join(sorted(_SETTINGS))}")
-        if in_vault and key in _NOT_FROM_VAULT:
+        if in_vault and key.startswith(_NOT_FROM_VAULT_PREFIXES):
             raise BadSetting(f"{path}: '{key}' may not be set in a vault's own pai-kb.toml (a shared vault must "
-                              "not choose where your API key goes); set it with a flag, a PAI_KB_* variable "
-                              "or --config FILE outside the vault")
+                              "not choose where pai-kb writes, whom it talks to, or which key it sends); set it "
+                              "with a flag, a PAI_KB_* variable or --config FILE outside the vault")
         field_name, converted = _checked(key, value, f"{path}: setting '{key}'")
         values[field_name] = converted
     return values
@@ -307,6 +353,6 @@ def _validated(config: Config) -> Config:
                           f"chunking.max_tokens ({config.chunk_tokens})")
     for name in _PATH_FIELDS:
         path = getattr(config, name)
-        if name != "vault" and path is not None and path.exists() and not path.is_dir():
+        if path is not None and path.exists() and not path.is_dir():
             raise BadSetting(f"{name} {path} is a file, not a folder: point {name} at a folder")
     return config

@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from pai_kb.errors import ConfigError
+from pai_kb.errors import BadSetting, ConfigError
 from pai_kb.onnx_encoder import OnnxEncoder, optimized_path
 
 log = logging.getLogger("pai_kb")
@@ -55,8 +55,8 @@ def resolve_model(name: str) -> Path:
     path = Path(name).expanduser()
     if (path / "modules.json").is_file() or (path / "config.json").is_file():
         return path
-    raise ConfigError(f"model '{name}' is neither the packaged all-MiniLM-L6-v2 nor a local "
-                      "sentence-transformers folder; set embedding.model to one (nothing is downloaded)")
+    raise BadSetting(f"model '{name}' is neither the packaged all-MiniLM-L6-v2 nor a local "
+                     "sentence-transformers folder; set embedding.model to one (nothing is downloaded)")
 
 
 class SentenceTransformerEmbedder:
@@ -231,15 +231,21 @@ EXPORT_TOLERANCE = 1e-5
 def _export_in_child(model: Path, target: Path) -> bool:
     """Export in a child process, so the indexing process never holds torch: with it resident (for an
     export that takes seconds), indexing obsidian-hub peaked at 1.55 GB; the child's memory is returned
-    whole when it exits. False when the export failed or does not reproduce the model."""
+    whole when it exits. False when the export failed or does not reproduce the model.
+
+    The child dies with its parent, however the parent ends (see `die_with_parent`); an interrupt here
+    (Ctrl-C, or SIGTERM in `index` and `watch`) kills it on the way out. Temporary files of exports whose
+    process is gone are removed first."""
     import subprocess
     import sys
 
-    code = ("import sys; from pathlib import Path; from pai_kb.embeddings import SentenceTransformerEmbedder, "
+    _remove_abandoned(target)
+    code = ("import sys; from pai_kb.embeddings import die_with_parent; die_with_parent(int(sys.argv[3])); "
+            "from pathlib import Path; from pai_kb.embeddings import SentenceTransformerEmbedder, "
             "export_onnx; print(export_onnx(SentenceTransformerEmbedder(sys.argv[1]), Path(sys.argv[2])))")
     try:
-        done = subprocess.run([sys.executable, "-c", code, str(model), str(target)], capture_output=True, text=True,
-                              timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        done = subprocess.run([sys.executable, "-c", code, str(model), str(target), str(os.getpid())],
+                              capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         failure = (done.stderr.strip().splitlines() or ["no output"])[-1] if done.returncode else None
     except (OSError, subprocess.TimeoutExpired) as exc:
         failure = str(exc)
@@ -247,6 +253,46 @@ def _export_in_child(model: Path, target: Path) -> bool:
         log.warning("could not export %s to ONNX (%s); embedding through sentence-transformers", model, failure)
         return False
     return target.is_file()
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child process: ask Linux to SIGKILL this process the moment `parent` ends (even by SIGKILL),
+    and exit at once if it already has. The kernel delivers the signal, so it works while the child sits
+    in one long C call holding the GIL (loading libtorch, the export itself), which a thread watching
+    the parent could not promise. The signal follows the parent *thread* that started the child; that
+    thread waits for the child throughout. A no-op where prctl does not exist (not Linux)."""
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl: no signal will come
+        os._exit(1)
+
+
+def _remove_abandoned(target: Path) -> None:
+    """Delete `target`'s temporary files (`NAME.<pid>.tmp`, the export's and its optimised copy's) whose
+    writing process no longer exists: what a killed export left. One still being written is kept."""
+    for tmp in target.parent.glob(f"{target.stem}*.tmp"):
+        pid = tmp.suffixes[-2].lstrip(".") if len(tmp.suffixes) >= 2 else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def export_onnx(embedder: SentenceTransformerEmbedder, target: Path) -> float | None:

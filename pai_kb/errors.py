@@ -9,11 +9,13 @@ wrong *and* what the person can do about it, and must never carry a secret.
     │   ├── BadSetting       a setting's value has the wrong type or range (a usage error: exit 2)
     │   └── VaultMismatch    the index was built for other roots than the ones given
     ├── IndexLockedError     another process writes the same index
+    ├── IndexWriteError      the index folder cannot be written (disk full, read-only, no permission)
     ├── MassRemoval          a sync would drop most of the index (a vanished folder, not a choice)
     ├── InvalidRequest       a query or request argument is malformed (bad mode, empty query, ...)
     ├── NoteNotFound         a note named by path or title is not there (or may not be shown)
     ├── SourceError          one file could not be read or parsed; the run goes on without it
-    │   └── FileTooLarge     ... because it is over `sources.max_file_bytes`
+    │   ├── FileTooLarge     ... because it is over `sources.max_file_bytes`
+    │   └── LoaderTimeout    ... because loading it took longer than the per-file budget
     └── LLMError             the language model endpoint could not produce an answer
 """
 
@@ -36,6 +38,11 @@ class VaultMismatch(ConfigError):
 
 class IndexLockedError(PaiKbError):
     """Another process is writing to the same index."""
+
+
+class IndexWriteError(PaiKbError):
+    """The index folder cannot be written: the disk is full, it is read-only, or permission is denied.
+    The index as it was stays searchable."""
 
 
 class MassRemoval(PaiKbError):
@@ -64,3 +71,7 @@ class FileTooLarge(SourceError):
 
 class LLMError(PaiKbError):
     """The model endpoint could not produce an answer."""
+
+
+class LoaderTimeout(SourceError):
+    """Loading one file ran past the per-file time budget (`pai_kb.loaders.LOAD_BUDGET_S`) and was abandoned."""

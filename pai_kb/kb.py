@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -21,20 +22,21 @@ from pai_kb import layout
 from pai_kb.config import Config
 from pai_kb.dense import DenseIndex
 from pai_kb.embeddings import Embedder, Encoder, load_model, query_encoder
-from pai_kb.errors import ConfigError, SourceError, VaultMismatch
+from pai_kb.errors import ConfigError, NoteNotFound, SourceError, VaultMismatch
 from pai_kb.llm import ChatModel, LLMSettings
 from pai_kb.loaders import load_bytes, read_sidecar
 from pai_kb.locking import writer_lock
 from pai_kb.manifest import SCHEMA_VERSION, Manifest
-from pai_kb.models import DocKey, Filters, Hit, HoldOut
-from pai_kb.notes import NoteText, check_relative, confined, read_lines, resolve_note, split_range
+from pai_kb.models import DocKey, Filters, Hit, HoldOut, required_text
+from pai_kb.notes import (NoteSpec, NoteText, check_relative, confined, fragment_lines, read_lines, resolve_note,
+                          spec_forms)
 from pai_kb import self_eval
 from pai_kb.related import RelatedNote, related
 from pai_kb.self_eval import SelfEvalReport
 from pai_kb.search import Retriever
-from pai_kb.sources import SourceFile, discover
-from pai_kb.store import VectorStore, collection_name
-from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, diff_stats
+from pai_kb.sources import literal_pattern, scan
+from pai_kb.store import ManifestVectors, VectorStore, collection_name
+from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, confirm, diff_stats
 from pai_kb.writeback import Written, clip_note, designated, safe_name, save_answer, write_versioned
 
 log = logging.getLogger("pai_kb")
@@ -51,6 +53,9 @@ class Status:
     last_sync: float | None
     pending: StatDiff
     errors: dict[str, str]
+    exclude: dict[str, int] = field(default_factory=dict)  # pattern -> files it excludes
+    verified: bool = False  # every indexed file was read and compared, not just stat-checked
+    unseen: tuple[str, ...] = ()  # changed although their stat did not show it: the next sync reads them
 
 
 class KnowledgeBase:
@@ -95,11 +100,12 @@ class KnowledgeBase:
         return Manifest(self.generation / "manifest.sqlite3")
 
     @cached_property
-    def store(self) -> VectorStore:
+    def store(self) -> VectorStore | ManifestVectors:
+        """The Chroma server's collection with `index.url`; else the manifest itself (see `store`)."""
         c = self.config
         if c.chroma_url:
             return VectorStore(self.generation / "chroma", c.chroma_url, collection_name(self.generation))
-        return VectorStore(self.generation / "chroma")
+        return ManifestVectors(self.manifest)
 
     @property
     def store_is_open(self) -> bool:
@@ -141,16 +147,21 @@ class KnowledgeBase:
 
     @property
     def exclude(self) -> tuple[str, ...]:
-        """The person's globs, plus saved answers (see Config.answers_folder)."""
-        return (*self.config.exclude, f"{self.config.answers_folder.strip('/')}/*")
+        """The person's .gitignore-style patterns, plus the saved answers folder (see
+        Config.answers_folder), which is never indexed."""
+        return (*self.config.exclude, literal_pattern(self.config.answers_folder))
 
     @property
     def fingerprint(self) -> str:
         e, c = self.embedder, self.config
+        store = "chroma-server" if c.chroma_url else "manifest"
         return (f"{e.model_id}|dim={e.dim}|chunker={CHUNKER_VERSION}|tokens={c.chunk_tokens}|"
-                f"overlap={c.chunk_overlap}|schema={SCHEMA_VERSION}")
+                f"overlap={c.chunk_overlap}|schema={SCHEMA_VERSION}|store={store}")
 
     def close(self) -> None:
+        """Close the manifest's connections and stop the search threads (idempotent)."""
+        if "retriever" in vars(self):
+            self.retriever.close()
         if "manifest" in vars(self):
             self.manifest.close()
 
@@ -159,19 +170,26 @@ class KnowledgeBase:
         """Bring the index up to date. `rebuild` builds a new generation beside the current one and
         switches to it when complete, so searches keep answering meanwhile."""
         self.check_vault()
-        with writer_lock(self.config.index_dir):
-            if rebuild:
-                return self._build_beside(progress)
-            report = self.sync(progress=progress, allow_removal=allow_removal)
-            if not (self.config.index_dir / layout.CURRENT).exists():
-                layout.switch(self.config.index_dir, self.generation)
-            return report
+        try:
+            with writer_lock(self.config.index_dir):
+                if rebuild:
+                    return self._build_beside(progress)
+                report = self.sync(progress=progress, allow_removal=allow_removal)
+                if not (self.config.index_dir / layout.CURRENT).exists():
+                    layout.switch(self.config.index_dir, self.generation)
+                return report
+        except (OSError, sqlite3.Error) as exc:
+            failure = layout.write_failure(exc, self.config.index_dir)
+            if failure is None:
+                raise
+            raise failure from exc
 
     def sync(self, progress: Progress | None = None, stop: Callable[[], bool] | None = None,
              batch_chunks: int | None = None, allow_removal: bool = False) -> SyncReport:
         """One repair-then-sync pass (see `Syncer.run`); the caller holds `writer_lock`. When the
         settings give another model or chunker than the current generation was built with, the pass
         builds (or resumes) the next generation instead, and switches to it once it is complete."""
+        layout.create(self.generation)
         self._check_roots(record=True)
         built = self.manifest.get_meta("fingerprint")
         if built is not None and built != self.fingerprint:
@@ -192,6 +210,11 @@ class KnowledgeBase:
         builder = KnowledgeBase(self.config, self.embedder, generation=target)
         try:
             report = builder.sync(progress, stop, batch_chunks, allow_removal=True)
+        except (OSError, sqlite3.Error) as exc:
+            builder.close()
+            if layout.write_failure(exc, self.config.index_dir) is not None and target != self.generation:
+                layout.prune(self.config.index_dir, keep={previous})  # a build that cannot finish frees its space
+            raise
         finally:
             builder.close()
         if stop is not None and stop():
@@ -252,11 +275,13 @@ class KnowledgeBase:
     # -- reading --------------------------------------------------------------------------------
     def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
                filters: Filters = Filters()) -> list[Hit]:
+        required_text(query, "query")
         self._check_index()
         return self.retriever.search(query, k, mode, per_note, filters)
 
     def ask(self, question: str, k: int = 8, filters: Filters = Filters(), use_llm: bool = True,
             on_token: Callable[[str], None] | None = None) -> Answer:
+        required_text(question, "question")
         self._check_index()
         c = self.config
         answerer = Answerer(self.retriever, AnswerSettings(c.answer_min_similarity, c.answer_context_tokens),
@@ -264,15 +289,28 @@ class KnowledgeBase:
         return answerer.ask(question, k, filters, use_llm, on_token)
 
     def note(self, spec: str, root: str | None = None) -> NoteText:
-        """A note (by path or title) or a line range of it: `Note`, `Folder/Note.md:12-30`."""
+        """A note by path, title or alias, whole or in part, as a person pastes it: `Note`,
+        `Folder/Note.md:12-30`, `Note#Heading`, `Note#^block-id`, `[[Note#Heading|shown]]`. A name is
+        tried whole before a trailing `:N-M` is read as lines. Raises NoteNotFound (with suggestions)
+        or InvalidRequest (an empty name, a path leaving its root, lines past the end)."""
+        forms = spec_forms(spec)
         self._check_index()
-        name, start, end = split_range(spec)
-        check_relative(name)
+        for n, form in enumerate(forms):
+            try:
+                return self._read_form(form, root)
+            except NoteNotFound:
+                if n == len(forms) - 1:
+                    raise
+        raise AssertionError("spec_forms returns at least one form")
+
+    def _read_form(self, form: NoteSpec, root: str | None) -> NoteText:
+        check_relative(form.name)
         if root is None:
-            key = DocKey.parse(resolve_note(name, self.manifest.titles()))
+            key = DocKey.parse(resolve_note(form.name, self.manifest.titles(), self.manifest.aliases()))
         else:
-            key = DocKey(root, name)
+            key = DocKey(root, form.name)
         target = confined(self.roots, key.root, key.path, self.exclude)
+        start, end = fragment_lines(target.read_text(encoding="utf-8", errors="replace"), form, key.path)
         return read_lines(target, key.root, key.path, start, end)
 
     def materialize(self, restore: bool = False) -> list[Written]:
@@ -291,7 +329,7 @@ class KnowledgeBase:
                 written, new_hash = write_versioned(designated(c.vault, kind), c.vault, safe_name(doc.title),
                                                     clip_note(doc, key, content_hash), self.manifest.materialized(key),
                                                     key, restore)
-            except (OSError, KeyError, SourceError) as exc:
+            except (OSError, KeyError, SourceError, ConfigError) as exc:  # ConfigError: a write refused
                 log.warning("%s: not materialised (%s)", key, exc)
                 continue
             self.manifest.set_materialized(key, written.path, new_hash)
@@ -305,6 +343,7 @@ class KnowledgeBase:
         return save_answer(answer, self.config.vault, self.config.answers_folder)
 
     def related(self, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
+        spec_forms(note)  # refuses an empty name before anything is opened
         self._check_index()
         return related(self.manifest, self.dense, note, k, new_only)
 
@@ -329,17 +368,28 @@ class KnowledgeBase:
         return self_eval.evaluate(self.manifest, search, self.query_embedder, read, modes, limit,
                                   self.config.answer_min_similarity)
 
-    def status(self) -> Status:
+    def status(self, verify: bool = False) -> Status:
+        """What the index holds and what on disk it does not reflect yet: one stat walk, plus a read of
+        the few files the last sync marked for recheck. With `verify`, every file is read and compared
+        (the one way to see an edit that kept size, mtime and ctime, e.g. on FAT); those found are
+        marked so the next sync reads them."""
         self.check_vault()
         self._follow()
         self._check_roots()
         files, chunks = self.manifest.counts()
-        disk: dict[str, SourceFile] = discover(self.roots, self.exclude)
+        found = scan(self.roots, self.exclude)
+        indexed = self.manifest.file_states()
+        pending, unseen = confirm(diff_stats(found.files, indexed), found.files, indexed,
+                                  self.config.max_file_bytes, everything=verify)
+        unmarked = {k: replace(indexed[k], recheck=True) for k in unseen if not indexed[k].recheck}
+        if unmarked:
+            with self.manifest.transaction() as db:
+                self.manifest.touch(db, unmarked)
         last = self.manifest.get_meta("last_sync")
         stored = self.manifest.get_meta("fingerprint")
         return Status(
             index_dir=self.config.index_dir, files=files, chunks=chunks, model=self.manifest.get_meta("model"),
             fingerprint_ok=stored is None or stored == self.fingerprint,
             size_bytes=sum(p.stat().st_size for p in self.config.index_dir.rglob("*") if p.is_file()),
-            last_sync=float(last) if last else None, pending=diff_stats(disk, self.manifest.file_states()),
-            errors=self.manifest.file_errors())
+            last_sync=float(last) if last else None, pending=pending, errors=self.manifest.file_errors(),
+            exclude=found.excluded, verified=verify, unseen=unseen)

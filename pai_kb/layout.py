@@ -5,19 +5,24 @@ one and switches `CURRENT` with one atomic rename, so readers see the old index 
 none; a build killed half-way leaves `CURRENT` as it was (`--rebuild` then starts afresh, a settings
 change resumes it). The
 generation before the current one is kept, so a reader still on it finishes its request; older ones
-are removed by the next switch.
+are removed by the next switch — only folders pai-kb can prove it made (`ours`): a rebuild never deletes
+a folder someone else named `gen-7`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 
-from pai_kb.errors import ConfigError
+from pai_kb.errors import ConfigError, IndexWriteError
 
 CURRENT = "CURRENT"
+MARKER = ".pai-kb-generation"
+_OLD_CONTENTS = frozenset(("manifest.sqlite3", "manifest.sqlite3-wal", "manifest.sqlite3-shm", "chroma"))
 _GENERATION = re.compile(r"gen-(\d+)")
 
 
@@ -59,11 +64,55 @@ def switch(index_dir: Path, generation: Path) -> None:
     os.replace(tmp, index_dir / CURRENT)
 
 
+# errno and SQLite result codes that mean "this folder cannot be written", and what to do about each.
+_FULL = "the disk is full; free some space (or move the index with --index DIR) and run it again"
+_READ_ONLY = "the folder is read-only; make it writable (or move the index with --index DIR) and run it again"
+_DENIED = "permission is denied; give this user write access (or move the index with --index DIR)"
+_OS_CAUSES = {errno.ENOSPC: _FULL, errno.EDQUOT: _FULL, errno.EFBIG: _FULL, errno.EROFS: _READ_ONLY,
+              errno.EACCES: _DENIED, errno.EPERM: _DENIED}
+_SQLITE_CAUSES = {13: _FULL, 8: _READ_ONLY, 14: _DENIED}  # SQLITE_FULL, SQLITE_READONLY, SQLITE_CANTOPEN
+
+
+def write_failure(exc: BaseException, index_dir: Path) -> IndexWriteError | None:
+    """The one-line IndexWriteError for an OSError or sqlite3 error that means the index folder cannot
+    be written (disk full, read-only, permission denied), naming the folder and what to do; None for
+    any other error."""
+    cause = None
+    if isinstance(exc, OSError):
+        cause = _OS_CAUSES.get(exc.errno or 0)
+    elif isinstance(exc, sqlite3.Error):
+        cause = _SQLITE_CAUSES.get(getattr(exc, "sqlite_errorcode", 0) & 0xFF)
+    if cause is None:
+        return None
+    return IndexWriteError(f"cannot write the index at {index_dir}: {cause}; the index as it was is still searchable")
+
+
+def create(generation: Path) -> Path:
+    """Make a generation folder with the marker that proves pai-kb made it (only writers call this)."""
+    generation.mkdir(parents=True, exist_ok=True)
+    marker = generation / MARKER
+    if not marker.exists():
+        marker.write_text("made by pai-kb; the folder is removed when a newer generation replaces it\n",
+                          encoding="utf-8")
+    return generation
+
+
+def ours(generation: Path) -> bool:
+    """Whether pai-kb provably made this folder: it has the marker, or (an index from before markers)
+    holds nothing but a manifest and an embedded vector store. A folder someone else put there is kept."""
+    if not generation.is_dir() or generation.is_symlink():
+        return False
+    if (generation / MARKER).is_file():
+        return True
+    return all(entry.name in _OLD_CONTENTS for entry in generation.iterdir())
+
+
 def prune(index_dir: Path, keep: set[Path]) -> list[Path]:
-    """Remove generations other than `keep` (unfinished ones included); returns what was removed."""
+    """Remove generations other than `keep` (unfinished ones included) that pai-kb made (see `ours`);
+    returns what was removed."""
     removed = []
     for path in index_dir.glob("gen-*"):
-        if _GENERATION.fullmatch(path.name) and path not in keep:
+        if _GENERATION.fullmatch(path.name) and path not in keep and ours(path):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

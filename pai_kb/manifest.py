@@ -10,10 +10,12 @@ journal. Every write of chunks moves `version`, so readers in other processes kn
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import threading
 import time
+import urllib.parse
 import weakref
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -21,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pai_kb.keyword import plan, terms
+from pai_kb.keyword import Tier, fts_term, parse, segmented, tiers
 from pai_kb.models import Chunk, DocKey, Filters
 
 _SCHEMA = """
@@ -29,7 +31,8 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files(
     doc_key TEXT PRIMARY KEY, root TEXT NOT NULL, path TEXT NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
     content_hash TEXT NOT NULL, title TEXT, source_type TEXT, links TEXT, error TEXT,
-    doc_date TEXT, copy_of TEXT, indexed_at REAL NOT NULL);
+    doc_date TEXT, copy_of TEXT, indexed_at REAL NOT NULL, ctime_ns INTEGER NOT NULL DEFAULT 0,
+    inode INTEGER NOT NULL DEFAULT 0, recheck INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS chunks(
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_key TEXT NOT NULL, ordinal INTEGER NOT NULL,
     title TEXT, heading TEXT, text TEXT, embed_hash TEXT NOT NULL, line_start INTEGER, line_end INTEGER,
@@ -38,16 +41,24 @@ CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_key);
 CREATE INDEX IF NOT EXISTS chunks_embed ON chunks(embed_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     title, aliases, heading, text, tokenize='porter unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_seg USING fts5(
+    title, aliases, heading, text, tokenize='porter unicode61 remove_diacritics 2');
 CREATE TABLE IF NOT EXISTS orphans(id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS materialized(source TEXT PRIMARY KEY, note_path TEXT NOT NULL, written_hash TEXT NOT NULL);
 """
 # Part of the index fingerprint: a manifest written with another schema must be rebuilt, not read.
-SCHEMA_VERSION = 5
-_TABLES = ("meta", "files", "chunks", "chunks_fts", "orphans", "materialized")
+SCHEMA_VERSION = 6
+_TABLES = ("meta", "files", "chunks", "chunks_fts", "chunks_seg", "orphans", "materialized")
 _CHUNK_COLS = ("id, doc_key, ordinal, title, heading, text, line_start, line_end, tags, aliases, "
                "source_type, url, start_s, end_s")
 # Title and aliases are what a note says it is about: a match there outweighs one in the body.
-_BM25_WEIGHTS = "bm25(chunks_fts, 4.0, 4.0, 2.0, 1.0)"
+# `chunks_seg` holds, column for column, the identifiers and CJK bigrams of the same chunk
+# (`keyword.segmented`): a table of its own, because FTS5's BM25 normalises by the length of the whole
+# row, and these tokens in `chunks_fts` would move every English score. A row's score is the sum of both.
+_WEIGHTS = "4.0, 4.0, 2.0, 1.0"
+_KEYWORD_TABLES = ("chunks_fts", "chunks_seg")
+# The rows either keyword table matches for an FTS5 expression (given twice).
+_MATCHING = " UNION ".join(f"SELECT rowid FROM {t} WHERE {t} MATCH ?" for t in _KEYWORD_TABLES)
 
 
 @dataclass(frozen=True)
@@ -62,17 +73,19 @@ class DocInfo:
 
 
 def filter_sql(filters: Filters) -> tuple[str, list[str]]:
-    """A WHERE fragment over `chunks c` joined with `files f`, and its parameters."""
+    """A WHERE fragment over `chunks c` joined with `files f`, and its parameters. No character of a
+    filter is a wildcard except a path glob's own `*`, `?` and `[...]` (GLOB has no `%` or `_`)."""
     clauses: list[str] = []
     params: list[str] = []
     if filters.types:
         clauses.append(f"c.source_type IN ({','.join('?' * len(filters.types))})")
         params.extend(filters.types)
     for tag in filters.tags:
-        # Obsidian tags are case-insensitive and nested: #coffee matches #coffee/espresso.
-        clauses.append("EXISTS (SELECT 1 FROM json_each(c.tags) t WHERE lower(t.value) = ? "
-                       "OR lower(t.value) LIKE ? || '/%')")
-        params.extend([tag.lower().lstrip("#")] * 2)
+        # Obsidian tags are case-insensitive (here: ASCII letters, SQLite's lower()) and nested: #coffee
+        # matches #coffee/espresso. A prefix compared with substr, not LIKE, whose `_` and `%` are wildcards.
+        clauses.append("EXISTS (SELECT 1 FROM json_each(c.tags) t, (SELECT lower(?) AS want) w "
+                       "WHERE lower(t.value) = w.want OR substr(lower(t.value), 1, length(w.want) + 1) = w.want || '/')")
+        params.append(tag)
     if filters.path:
         clauses.append("f.path GLOB ?")
         params.append(filters.path)
@@ -84,9 +97,15 @@ def filter_sql(filters: Filters) -> tuple[str, list[str]]:
 
 @dataclass(frozen=True)
 class FileState:
+    """What the index knows of a file: its stat when read (ns, bytes) and its content hash. With
+    `recheck` the stat cannot vouch for the content (it was taken too close to a write, or a verify
+    found a difference), so the next sync reads the file whatever its stat."""
     mtime_ns: int
     size: int
     content_hash: str
+    ctime_ns: int = 0
+    inode: int = 0
+    recheck: bool = False
 
 
 class Manifest:
@@ -98,12 +117,20 @@ class Manifest:
         # never pile up open connections; close() closes whatever is still open.
         self._opened: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._db.executescript(_SCHEMA)
+        _add_stat_columns(self._db)
 
     @property
     def _db(self) -> sqlite3.Connection:
         """One connection per thread: the HTTP server answers requests on many threads at once, and a
         shared connection would interleave their statements (and make one slow request block all)."""
         db = getattr(self._local, "db", None)
+        if db is None and self.path.exists() and not os.access(self.path.parent, os.W_OK):
+            # A read-only folder (media, a full or remounted disk): WAL cannot make its shared-memory file
+            # there, so the index is opened as the unchanging file it is, and searches keep working.
+            db = sqlite3.connect(f"file:{urllib.parse.quote(str(self.path))}?immutable=1", uri=True,
+                                 isolation_level=None, check_same_thread=False, factory=_Connection)
+            self._local.db = db
+            self._opened.add(db)
         if db is None:
             db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30,
                                  factory=_Connection)
@@ -124,7 +151,8 @@ class Manifest:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
@@ -144,8 +172,8 @@ class Manifest:
 
     # -- files ----------------------------------------------------------------------------------
     def file_states(self) -> dict[str, FileState]:
-        rows = self._db.execute("SELECT doc_key, mtime_ns, size, content_hash FROM files")
-        return {key: FileState(m, s, h) for key, m, s, h in rows}
+        rows = self._db.execute("SELECT doc_key, mtime_ns, size, content_hash, ctime_ns, inode, recheck FROM files")
+        return {key: FileState(m, s, h, c, i, bool(r)) for key, m, s, h, c, i, r in rows}
 
     def file_errors(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT doc_key, error FROM files WHERE error IS NOT NULL"))
@@ -174,9 +202,11 @@ class Manifest:
         self.delete_document(db, doc_key)
         key = DocKey.parse(doc_key)
         db.execute("INSERT INTO files(doc_key, root, path, mtime_ns, size, content_hash, title, source_type, links, "
-                   "error, doc_date, copy_of, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "error, doc_date, copy_of, indexed_at, ctime_ns, inode, recheck) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (doc_key, key.root, key.path, state.mtime_ns, state.size, state.content_hash, info.title, info.source_type,
-                    json.dumps(list(info.links)), info.error, info.date, info.copy_of, time.time()))
+                    json.dumps(list(info.links)), info.error, info.date, info.copy_of, time.time(), state.ctime_ns,
+                    state.inode, int(state.recheck)))
         for chunk, embed_hash, vector in zip(chunks, embed_hashes, vectors, strict=True):
             cur = db.execute(
                 "INSERT INTO chunks(id, doc_key, ordinal, title, heading, text, embed_hash, line_start, "
@@ -186,19 +216,24 @@ class Manifest:
                  chunk.line_start, chunk.line_end, json.dumps(list(chunk.tags)),
                  json.dumps(list(chunk.aliases)), chunk.source_type, chunk.url, chunk.start_s, chunk.end_s,
                  array("f", vector).tobytes()))
+            fields = (chunk.title, " ".join(chunk.aliases), chunk.heading, chunk.text)
             db.execute("INSERT INTO chunks_fts(rowid, title, aliases, heading, text) VALUES (?, ?, ?, ?, ?)",
-                       (cur.lastrowid, chunk.title, " ".join(chunk.aliases), chunk.heading, chunk.text))
+                       (cur.lastrowid, *fields))
+            db.execute("INSERT INTO chunks_seg(rowid, title, aliases, heading, text) VALUES (?, ?, ?, ?, ?)",
+                       (cur.lastrowid, *(segmented(f or "") for f in fields)))
 
     def delete_document(self, db: sqlite3.Connection, doc_key: str) -> None:
         _bump_version(db)
-        db.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE doc_key = ?)", (doc_key,))
+        for table in _KEYWORD_TABLES:
+            db.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM chunks WHERE doc_key = ?)", (doc_key,))
         db.execute("DELETE FROM chunks WHERE doc_key = ?", (doc_key,))
         db.execute("DELETE FROM files WHERE doc_key = ?", (doc_key,))
 
-    def touch(self, db: sqlite3.Connection, stats: Mapping[str, tuple[int, int]]) -> None:
-        """New (mtime_ns, size) for files whose content did not change; call inside `transaction()`."""
-        db.executemany("UPDATE files SET mtime_ns = ?, size = ? WHERE doc_key = ?",
-                       [(m, s, k) for k, (m, s) in stats.items()])
+    def touch(self, db: sqlite3.Connection, states: Mapping[str, FileState]) -> None:
+        """New stat and `recheck` flag for files whose content did not change (the content hash is
+        kept); call inside `transaction()`."""
+        db.executemany("UPDATE files SET mtime_ns = ?, size = ?, ctime_ns = ?, inode = ?, recheck = ? WHERE doc_key = ?",
+                       [(s.mtime_ns, s.size, s.ctime_ns, s.inode, int(s.recheck), k) for k, s in states.items()])
 
     def forget_documents(self, db: sqlite3.Connection, doc_keys: Iterable[str]) -> list[str]:
         """Drop files from the manifest and journal their chunk ids; returns the ids journalled."""
@@ -239,46 +274,83 @@ class Manifest:
 
     def keyword_search(self, query: str, k: int, filters: Filters = Filters(), complete: bool = False,
                        without: tuple[str, ...] = ()) -> list[tuple[str, float]]:
-        """BM25 over the planned query (`keyword.plan`). With `complete` (a keyword-only search, where
-        these are the only results), a plan that found fewer than `k` rows falls back to the plain OR.
-        Columns in `without` are not searched."""
-        words = terms(query)
-        if not words:
+        """(chunk id, score) of the best `k` rows for `query`, best first: BM25 over the planned query
+        (`keyword.plan`) in both keyword tables, summed; in a lookup, rows holding an identifier of the
+        query first (`keyword.tiers`). With `complete` (a keyword-only search, where these are the only
+        results), a plan that found fewer than `k` rows falls back to the plain OR. Columns in `without`
+        are not searched."""
+        parsed = parse(query)
+        if not parsed.words:
             return []
-        df, rows = self._frequencies(words)
-        match, full = plan(words, df, rows), plan(words, df, rows, budget=sys.maxsize)
-        found = self._bm25(_within(match, without), k, filters)
-        if complete and len(found) < k and match != full:
-            found = self._bm25(_within(full, without), k, filters)
+        df, rows, segmented_df = self._frequencies(parsed.words)
+        # Most English queries match nothing in chunks_seg: then it is left out, and the search costs what
+        # it did before that table existed.
+        reads_seg = parsed.identifiers or parsed.phrases or any(segmented_df.values())
+        tables = _KEYWORD_TABLES if reads_seg else _KEYWORD_TABLES[:1]
+        planned, full = tiers(parsed, df, rows), tiers(parsed, df, rows, budget=sys.maxsize)
+        found = self._tiered(planned, k, filters, without, tables)
+        if complete and len(found) < k and planned != full:
+            found = self._tiered(full, k, filters, without, tables)
         return found
 
-    def _frequencies(self, words: list[str]) -> tuple[dict[str, int], int]:
-        """How many rows hold each word, and how many rows there are; kept until the index changes."""
+    def _tiered(self, searches: list[Tier], k: int, filters: Filters, without: tuple[str, ...],
+                tables: tuple[str, ...]) -> list[tuple[str, float]]:
+        """The results of each search in turn, up to `k` in all. An earlier tier's scores are raised by
+        the best score of the later ones, so that scores fall in the order the results come."""
+        groups: list[list[tuple[str, float]]] = []
+        for tier in searches:
+            wanted = k - sum(map(len, groups))
+            if wanted <= 0:
+                break
+            groups.append(self._bm25(tier, wanted, filters, without, tables))
+        stacked: list[tuple[str, float]] = []
+        for group in reversed(groups):
+            lift = stacked[0][1] if stacked else 0.0
+            stacked[:0] = [(i, s + lift) for i, s in group]
+        return stacked
+
+    def _frequencies(self, words: list[str]) -> tuple[dict[str, int], int, dict[str, int]]:
+        """How many rows hold each word, how many rows there are, and how many rows hold each word in
+        `chunks_seg`; kept until the index changes."""
         version = self.version()
         cache = getattr(self._local, "df", None)
         if cache is None or cache[0] != version:
-            cache = (version, {"": self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]})
+            cache = (version, {"": (self._db.execute("SELECT count(*) FROM chunks").fetchone()[0], 0)})
             self._local.df = cache
         counts = cache[1]
         for word in words:
             if word not in counts:
-                counts[word] = self._db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                                                (f'"{word}"',)).fetchone()[0]
-        return {w: counts[w] for w in words}, counts[""]
+                term = fts_term(word)
+                counts[word] = (
+                    self._db.execute(f"SELECT count(*) FROM ({_MATCHING})", (term, term)).fetchone()[0],
+                    self._db.execute("SELECT count(*) FROM chunks_seg WHERE chunks_seg MATCH ?", (term,)).fetchone()[0])
+        return {w: counts[w][0] for w in words}, counts[""][0], {w: counts[w][1] for w in words}
 
-    def _bm25(self, match: str, k: int, filters: Filters) -> list[tuple[str, float]]:
+    def _bm25(self, tier: Tier, k: int, filters: Filters, without: tuple[str, ...],
+              tables: tuple[str, ...]) -> list[tuple[str, float]]:
+        """The best `k` rows of one search: each row's BM25 in `tables` (keyword tables), summed."""
+        scored = _within(tier.scored, without)
+        params: list[str] = [scored] * len(tables)
+        kept = []
+        conditions = [(r, "IN") for r in tier.required] + ([(tier.excluded, "NOT IN")] if tier.excluded else [])
+        for expression, condition in conditions:
+            kept.append(f"rowid {condition} ({_MATCHING})")
+            params.extend([_within(expression, without)] * 2)
+        each = [f"SELECT rowid, bm25({t}, {_WEIGHTS}) AS score FROM {t} WHERE {t} MATCH ?" for t in tables]
+        ranked = (f"SELECT rowid, sum(score) AS score FROM ({' UNION ALL '.join(each)}) GROUP BY rowid"
+                  if len(each) > 1 else each[0])
+        if kept:
+            ranked = f"SELECT * FROM ({ranked}) WHERE {' AND '.join(kept)}"
         if not filters.active:
-            # Ranking inside FTS5 first and joining only the top k is about twice as fast.
-            rows = self._db.execute(
-                f"SELECT c.id, -s.score FROM (SELECT rowid, {_BM25_WEIGHTS} AS score FROM chunks_fts "
-                "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?) s JOIN chunks c ON c.rowid = s.rowid "
-                "ORDER BY s.score", (match, k))
+            # Ranking before the join, which then fetches only the top k, is about twice as fast.
+            rows = self._db.execute(f"SELECT c.id, -s.score FROM ({ranked} ORDER BY score LIMIT ?) s "
+                                    "JOIN chunks c ON c.rowid = s.rowid ORDER BY s.score", (*params, k))
             return [(i, float(s)) for i, s in rows]
-        where, params = filter_sql(filters)
+        where, filter_params = filter_sql(filters)
         rows = self._db.execute(
-            f"SELECT c.id, -{_BM25_WEIGHTS} AS score FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
-            f"JOIN files f ON f.doc_key = c.doc_key WHERE chunks_fts MATCH ? AND {where} "
-            f"ORDER BY {_BM25_WEIGHTS} LIMIT ?", (match, *params, k))
+            f"SELECT c.id, -s.score FROM ({ranked}) s JOIN chunks c ON c.rowid = s.rowid "
+            f"JOIN files f ON f.doc_key = c.doc_key WHERE {where} ORDER BY s.score LIMIT ?",
+            (*params, *filter_params, k))
         return [(i, float(s)) for i, s in rows]
 
     def filtered_ids(self, filters: Filters) -> list[str]:
@@ -294,6 +366,11 @@ class Manifest:
     def titles(self) -> dict[str, str]:
         """doc key -> title of every indexed file, for naming notes."""
         return {key: title or "" for key, title in self._db.execute("SELECT doc_key, title FROM files")}
+
+    def aliases(self) -> dict[str, tuple[str, ...]]:
+        """doc key -> the aliases its frontmatter gives (every chunk of a note carries the same ones)."""
+        rows = self._db.execute("SELECT doc_key, MIN(aliases) FROM chunks WHERE aliases != '[]' GROUP BY doc_key")
+        return {key: tuple(json.loads(names)) for key, names in rows}
 
     def copy_groups(self, doc_keys: Sequence[str]) -> dict[str, str]:
         """doc key -> the key of the material it is a copy of (itself when it is no copy)."""
@@ -358,8 +435,10 @@ class Manifest:
         return [_chunk(r) for r in self._db.execute(f"SELECT {_CHUNK_COLS} FROM chunks ORDER BY doc_key, ordinal")]
 
     def keyword_rows(self) -> int:
-        """Rows in the keyword index; equal to the number of chunks unless something is broken."""
-        return self._db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+        """Rows in the keyword index; equal to the number of chunks unless something is broken (-1 when
+        its two tables, which hold a row for every chunk each, disagree)."""
+        counts = {self._db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in _KEYWORD_TABLES}
+        return counts.pop() if len(counts) == 1 else -1
 
     def source_types(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT doc_key, source_type FROM files"))
@@ -377,7 +456,17 @@ class _Connection(sqlite3.Connection):
 
 
 def _within(match: str, without: tuple[str, ...]) -> str:
+    """`match` over every column but those in `without` (in both keyword tables, which share names)."""
     return f"- {{{' '.join(without)}}} : ({match})" if without else match
+
+
+def _add_stat_columns(db: sqlite3.Connection) -> None:
+    """An index written before files kept ctime, inode and recheck gets the columns in place (zero):
+    its files then differ by stat once, and the next sync re-reads them and re-embeds nothing."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(files)")}
+    for column in ("ctime_ns", "inode", "recheck"):
+        if column not in have:
+            db.execute(f"ALTER TABLE files ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
 
 def _bump_version(db: sqlite3.Connection) -> None:

@@ -21,21 +21,22 @@ from pydantic import Field
 from pai_kb import render
 from pai_kb.errors import PaiKbError
 from pai_kb.kb import KnowledgeBase
-from pai_kb.models import Filters
+from pai_kb.models import ISO_DATE_PATTERN, SOURCE_TYPES, Filters
+from pai_kb.search import MODES
 
 INSTRUCTIONS = ("Search and question the user's personal knowledge base: their Obsidian notes, saved web "
                 "clips and talk transcripts. Cite passages by path and lines (or URL and time) when you use them.")
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
-Mode = Annotated[Literal["hybrid", "dense", "keyword"], Field(description="hybrid (default): keywords and meaning "
+Mode = Annotated[Literal[MODES], Field(description="hybrid (default): keywords and meaning "
                                                                           "fused; dense: meaning; keyword: exact words")]
-SourceType = Annotated[Literal["note", "webclip", "transcript", "pdf"] | None,
+SourceType = Annotated[Literal[SOURCE_TYPES] | None,
                        Field(description="only this kind of material")]
 Tag = Annotated[str | None, Field(description="only material with this tag (without '#'), nested tags included")]
 PathGlob = Annotated[str | None, Field(description="only paths matching this glob, e.g. 'Projects/*'")]
 Since = Annotated[str | None, Field(description="only material dated on or after this day, YYYY-MM-DD",
-                                   pattern=r"^\d{4}-\d{2}-\d{2}$")]
+                                   pattern=ISO_DATE_PATTERN)]
 
 
 def _tool_errors(fn: F) -> F:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date as _date
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,8 +11,24 @@ from typing import Any
 SOURCE_TYPES = ("note", "webclip", "transcript", "pdf")
 # More filters than this is not a person's query; bounding them keeps the SQL they become small.
 MAX_FILTERS = 32
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# The one date form a person or client gives a filter: YYYY-MM-DD (the MCP schema uses the pattern too).
+ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 ROOTS = ("vault", "inbox")
+
+
+def checked_date(text: str, what: str = "since") -> str:
+    """`text` when it is a real calendar date written YYYY-MM-DD; raises InvalidRequest saying which
+    (`2024-02-30` and `2024-13-45` are not dates, `24-1-5` is not the form)."""
+    from pai_kb.errors import InvalidRequest
+
+    named = f"{what} '{text}'".strip()
+    if not re.match(ISO_DATE_PATTERN, text):
+        raise InvalidRequest(f"{named} is not a date in the form YYYY-MM-DD, e.g. 2024-01-31")
+    try:
+        _date.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"{named} is not a date (no such day); give YYYY-MM-DD, e.g. 2024-01-31") from None
+    return text
 
 
 @dataclass(frozen=True)
@@ -54,12 +71,30 @@ class Filters:
             raise InvalidRequest(f"unknown type '{unknown[0]}'; use one of {', '.join(SOURCE_TYPES)}")
         if len(types) + len(tags) > MAX_FILTERS:
             raise InvalidRequest(f"at most {MAX_FILTERS} type and tag filters may be given")
-        if since is not None and not _ISO_DATE.fullmatch(since):
-            raise InvalidRequest(f"since '{since}' is not a date like 2024-01-31")
+        if since is not None:
+            checked_date(since)
         for value in (*tags, path or ""):
             valid_text(value, "a filter")
-        return cls(tuple(dict.fromkeys(types)), tuple(dict.fromkeys(t.lstrip("#") for t in tags)), path or None,
+        if path and not cls.balanced_glob(path):
+            raise InvalidRequest(f"path glob '{path}' has a '[' without its ']'; write [[] for a literal [")
+        return cls(tuple(dict.fromkeys(types)), tuple(dict.fromkeys(map(cls.tag_name, tags))), path or None,
                    since)
+
+    @staticmethod
+    def tag_name(tag: str) -> str:
+        """A tag as the index stores it: without `#` in front or `/` at the end (`#project/` is `project`).
+        Raises InvalidRequest when nothing is left."""
+        name = tag.lstrip("#").rstrip("/")
+        if not name:
+            from pai_kb.errors import InvalidRequest
+
+            raise InvalidRequest(f"tag filter '{tag}' names no tag; give one like 'project' or 'project/sub'")
+        return name
+
+    @staticmethod
+    def balanced_glob(pattern: str) -> bool:
+        """Whether every `[` of a path glob has its `]`: SQLite's GLOB matches nothing at all otherwise."""
+        return re.fullmatch(r"(?:[^\[]|\[\^?\]?[^\]]*\])*", pattern) is not None
 
 
 def valid_text(value: str, what: str) -> str:
@@ -72,6 +107,21 @@ def valid_text(value: str, what: str) -> str:
 
         raise InvalidRequest(f"{what} is not valid Unicode (a lone surrogate); send UTF-8 text") from None
     return value
+
+
+# What each kind of request text is called, and what to do when it is blank: one message for every
+# interface (CLI, HTTP, MCP, the library).
+_BLANK = {"query": "say what to look for", "question": "ask something"}
+
+
+def required_text(value: str, what: str) -> str:
+    """`value` when it holds something besides white space; raises InvalidRequest (`what` is "query"
+    or "question") so that every interface refuses a blank request with the same words."""
+    if not value or not value.strip():
+        from pai_kb.errors import InvalidRequest
+
+        raise InvalidRequest(f"the {what} is empty; {_BLANK[what]}")
+    return valid_text(value, f"the {what}")
 
 
 def timestamp(seconds: float) -> str:

@@ -20,6 +20,99 @@ from pai_kb.models import DocKey
 from pai_kb.sources import is_candidate
 
 _LINES = re.compile(r"^(?P<name>.+?):(?P<start>\d+)(?:-(?P<end>\d+))?$")
+_LINK = re.compile(r"^!?\[\[(?P<inner>[^\[\]]+)\]\]$")
+_HEADING = re.compile(r"^ {0,3}(?P<marks>#{1,6})[ \t]+(?P<text>.*?)(?:[ \t]+#+)?[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_NOTE_SUFFIXES = (".md", ".markdown")
+
+
+@dataclass(frozen=True)
+class NoteSpec:
+    """What a person typed to name a note, taken apart: `name`, and at most one of a line range
+    (`Note:12-30`), a heading (`Note#Section`) or a block (`Note#^id`), as Obsidian writes them."""
+    name: str
+    start: int | None = None
+    end: int | None = None
+    heading: str | None = None
+    block: str | None = None
+
+
+def unwrap_link(spec: str) -> str:
+    """`[[Note#Heading|shown]]` or `![[Note]]` -> `Note#Heading`; anything else unchanged."""
+    found = _LINK.match(spec.strip())
+    return found["inner"].split("|", 1)[0].strip() if found else spec
+
+
+def spec_forms(spec: str) -> list[NoteSpec]:
+    """The readings of `spec` to try, in order: the whole name first (a note may be called `Standup
+    10:30`), then a trailing `:N` or `:N-M` as lines. A `#` starts a heading or `^block` (Obsidian
+    allows no `#` in names). Raises InvalidRequest for an empty name or an empty line range."""
+    name, _, fragment = unwrap_link(spec).partition("#")
+    if not name.strip() and not fragment:
+        raise InvalidRequest("the note name is empty; give a path or a title")
+    if fragment:
+        fragment = fragment.split("#")[-1].strip()  # `Note#A#B` names the subheading B
+        if fragment.startswith("^"):
+            return [NoteSpec(name, block=fragment[1:])]
+        return [NoteSpec(name, heading=fragment)]
+    forms = [NoteSpec(name)]
+    if _LINES.match(name):
+        lines_name, start, end = split_range(name)
+        forms.append(NoteSpec(lines_name, start, end))
+    return forms
+
+
+def fragment_lines(text: str, spec: NoteSpec, where: str) -> tuple[int | None, int | None]:
+    """The 1-based line range of `spec`'s heading section or block in `text`; (None, None) for a
+    whole note or the spec's own line range. Raises NoteNotFound naming the headings there are."""
+    if spec.heading is None and spec.block is None:
+        return spec.start, spec.end
+    lines = text.split("\n")
+    if spec.block is not None:
+        return _block(lines, spec.block, where)
+    return _section(lines, spec.heading or "", where)
+
+
+def _headings(lines: list[str]) -> list[tuple[int, int, str]]:
+    """(line index, level, text) of every heading outside fenced code."""
+    found, fenced = [], False
+    for i, line in enumerate(lines):
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and (m := _HEADING.match(line)):
+            found.append((i, len(m["marks"]), m["text"].strip()))
+    return found
+
+
+def _section(lines: list[str], heading: str, where: str) -> tuple[int, int]:
+    headings = _headings(lines)
+    wanted = " ".join(heading.split()).lower()
+    for n, (i, level, text) in enumerate(headings):
+        if " ".join(text.split()).lower() == wanted:
+            end = next((j for j, lv, _ in headings[n + 1:] if lv <= level), len(lines))
+            while end - 1 > i and not lines[end - 1].strip():
+                end -= 1
+            return i + 1, end
+    known = ", ".join(repr(t) for _, _, t in headings[:8]) or "none"
+    raise NoteNotFound(f"{where} has no heading '{heading}' (its headings: {known})")
+
+
+def _block(lines: list[str], block_id: str, where: str) -> tuple[int, int]:
+    """A block is the paragraph (or list item, quote, table) ending in ` ^id`, or the structure just
+    above a line that holds `^id` alone (blank lines between them skipped)."""
+    marker = re.compile(rf"(^|\s)\^{re.escape(block_id)}\s*$")
+    for i, line in enumerate(lines):
+        if marker.search(line):
+            last = i
+            if line.strip() == f"^{block_id}":  # Obsidian puts a list's or table's id below it, after a blank line
+                last = i - 1
+                while last > 0 and not lines[last].strip():
+                    last -= 1
+            first = last
+            while first > 0 and lines[first - 1].strip():
+                first -= 1
+            return first + 1, last + 1
+    raise NoteNotFound(f"{where} has no block '^{block_id}'")
 
 
 @dataclass(frozen=True)
@@ -45,13 +138,25 @@ def split_range(spec: str) -> tuple[str, int | None, int | None]:
     return found["name"], start, end
 
 
-def resolve_note(name: str, titles: Mapping[str, str]) -> str:
-    """A doc key from a path or a title; `titles` maps every indexed doc key to its title."""
-    wanted = name.strip().removesuffix(".md").lower()
+def _bare(name: str) -> str:
+    """Lower case, without a note extension in any case (`Shout.MD` names `Shout.md`)."""
+    lowered = name.strip().lower()
+    for suffix in _NOTE_SUFFIXES:
+        lowered = lowered.removesuffix(suffix)
+    return lowered
+
+
+def resolve_note(name: str, titles: Mapping[str, str], aliases: Mapping[str, tuple[str, ...]] | None = None) -> str:
+    """A doc key from a path, a title or (as Obsidian's quick switcher does) an alias; `titles` maps
+    every indexed doc key to its title, `aliases` to its aliases. Raises NoteNotFound, with "did you
+    mean" suggestions, when nothing or several notes answer."""
+    wanted = _bare(name)
     for key in titles:
-        if wanted in (key.lower().removesuffix(".md"), DocKey.parse(key).path.lower().removesuffix(".md")):
+        if wanted in (_bare(key), _bare(DocKey.parse(key).path)):
             return key
-    matches = [k for k, title in titles.items() if wanted in (title.lower(), PurePosixPath(k).stem.lower())]
+    matches = [k for k, title in titles.items() if wanted in (title.lower(), _bare(PurePosixPath(k).name))]
+    if not matches and aliases:
+        matches = [k for k, names in aliases.items() if wanted in (a.strip().lower() for a in names)]
     if len(matches) == 1:
         return matches[0]
     if matches:

@@ -121,6 +121,9 @@ def status_dict(status: Status) -> dict[str, Any]:
         "last_sync": _iso(status.last_sync),
         "out_of_date": {"new": list(pending.new), "changed": list(pending.changed), "deleted": list(pending.deleted)},
         "skipped": status.errors,
+        "exclude": [{"pattern": p, "files": n} for p, n in status.exclude.items()],
+        "verified": status.verified,
+        "changed_unseen_by_stat": list(status.unseen),
     }
 
 
@@ -138,7 +141,16 @@ def status_text(status: Status) -> str:
     ]
     for kind in ("new", "changed", "deleted"):
         lines.extend(f"  {kind}: {key}" for key in stale[kind][:20])
+    if d["changed_unseen_by_stat"]:
+        lines.append(f"  {len(d['changed_unseen_by_stat'])} changed with size and times as recorded: "
+                     "the next `pai-kb index` reads them")
+    if not d["verified"]:
+        lines.append("  (checked by size and times; `pai-kb status --verify` reads every file)")
     lines.extend(f"  skipped: {key}: {why}" for key, why in list(d["skipped"].items())[:20])
+    if d["exclude"]:
+        lines.append("exclude:    " + ", ".join(
+            f"{e['pattern']} ({e['files']} file{'s' if e['files'] > 1 else ''})" if e["files"] else f"{e['pattern']} (excludes no file)"
+            for e in d["exclude"]))
     return inert("\n".join(lines))
 
 

@@ -75,6 +75,10 @@ class Retriever:
         # pool per query would open (and set up) a new SQLite connection every time.
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pai-kb-search")
 
+    def close(self) -> None:
+        """Release the helper threads; a search still running finishes, later ones are refused."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
     def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
                filters: Filters = Filters(), hold_out: HoldOut = HoldOut()) -> list[Hit]:
         if mode not in MODES:

@@ -6,8 +6,11 @@ route runs: a `Host` that is not a loopback name or the bound address (DNS rebin
 name now points at 127.0.0.1 is still not this server's page), a cross-origin browser request from an
 origin not in `server.allowed_origins`, and a body over the cap, chunked or not. `/notes/{path}` serves
 only what `pai_kb.notes` allows. Library errors become HTTP statuses by type, in `STATUS` and nowhere else.
-Requests run concurrently (the manifest gives each thread its own connection), so a slow answer never
-holds up a search.
+Requests run concurrently (the manifest gives each thread its own connection). `/ask`, streamed or not,
+waits on a language model for seconds to minutes, so it runs in its own bounded pool and queue (`AskPool`),
+never in the thread pool that answers `/search`, `/status` and the rest: however many answers are
+waiting, a search answers at once, and an `/ask` beyond the pool and its queue gets 503 with
+`Retry-After` rather than a place in an unbounded line.
 
 The server announces itself (`INDEX/server.json`, which the CLI reads to send searches here) only once
 its socket listens and the app has started, so a CLI never finds a server that cannot answer yet.
@@ -18,16 +21,23 @@ package, behind the same Guard, under a Content-Security-Policy that lets it loa
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from importlib import resources
 import ipaddress
 import json
+import math
+import queue
+import re
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any, Literal
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal, TypeVar
 
 from urllib.parse import urlsplit
 
@@ -36,24 +46,48 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from pai_kb import render
-from pai_kb.client import advertised
+from pai_kb.client import advertised, new_key, proof
 from pai_kb.errors import (ConfigError, IndexLockedError, InvalidRequest, LLMError,
                            NoteNotFound, PaiKbError)
 from pai_kb.kb import KnowledgeBase
-from pai_kb.models import Filters
+from pai_kb.models import Filters, checked_date
+from pai_kb.search import MODES
 
 MAX_K = 100
 MAX_BODY_BYTES = 64 * 1024
-Mode = Literal["hybrid", "dense", "keyword"]
-Date = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+# uvicorn waits this long for requests in flight (an answer still being written) once asked to stop.
+SHUTDOWN_GRACE_S = 0.5
+Mode = Literal[MODES]
+# "host", "host:port" or "[v6]:port" and nothing else: no user-info, path or second host in the header.
+_HOST_HEADER = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]*)(?::[0-9]{1,5})?")
+T = TypeVar("T")
 # Library error type -> HTTP status; the most specific type listed first wins.
 STATUS: tuple[tuple[type[PaiKbError], int], ...] = (
     (InvalidRequest, 400), (NoteNotFound, 404), (LLMError, 502),
     (IndexLockedError, 409), (ConfigError, 400), (PaiKbError, 500),
 )
+
+
+def real_date(value: str | None) -> str | None:
+    """`since` as sent when it is a calendar date (models.checked_date), so the schema refuses
+    2024-13-45 with a 422 naming it; ValueError is what the schema turns into that answer."""
+    try:
+        return None if value is None else checked_date(value)
+    except InvalidRequest as exc:
+        raise ValueError(str(exc)) from None
+
+
+Date = Annotated[str | None, AfterValidator(real_date)]
+
+
+def host_name(header: str) -> str | None:
+    """The name a `Host` header gives (brackets of an IPv6 address removed), or None when the header is
+    anything but a name or address and an optional port: `evil.test@127.0.0.1` names no host of ours."""
+    match = _HOST_HEADER.fullmatch(header)
+    return match["name"].strip("[]").lower() if match else None
 
 
 def is_loopback(host: str) -> bool:
@@ -66,29 +100,94 @@ def is_loopback(host: str) -> bool:
 
 
 class SearchBody(BaseModel):
-    query: str = Field(min_length=1, max_length=2000)
+    query: str = Field(max_length=2000)  # blank: refused by the library, in its words
     k: int = Field(10, ge=1, le=MAX_K)
     mode: Mode = "hybrid"
     per_note: int | None = Field(None, ge=1)
     types: list[str] = []
     tags: list[str] = []
     path: str | None = None
-    since: str | None = Date
+    since: Date = None
 
 
 class AskBody(BaseModel):
-    question: str = Field(min_length=1, max_length=2000)
+    question: str = Field(max_length=2000)
     k: int = Field(8, ge=1, le=50)
     no_llm: bool = False
     stream: bool = False
     types: list[str] = []
     tags: list[str] = []
     path: str | None = None
-    since: str | None = Date
+    since: Date = None
 
 
 def status_of(exc: PaiKbError) -> int:
     return next(code for kind, code in STATUS if isinstance(exc, kind))
+
+
+class PoolFull(Exception):
+    """Every worker of an `AskPool` is busy and its queue is full; `retry_after` is in whole seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"busy: every answer slot and queue place is taken; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class AskPool:
+    """Daemon worker threads and a bounded queue for work that waits on a language model.
+
+    At most `workers` jobs run and `queue` more wait; `submit` beyond that raises `PoolFull` at once
+    instead of queueing without end. The threads are daemons, so an answer still waiting on its model
+    never keeps a stopping server alive. `retry_after` is the running mean of how long a job took (in
+    seconds, rounded up): roughly when the oldest job frees a slot."""
+
+    def __init__(self, workers: int, queue_size: int) -> None:
+        self.capacity = workers + queue_size
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._admitted = 0  # running plus queued
+        self._mean_s = 5.0  # a guess until the first job finishes
+        self._threads = [threading.Thread(target=self._work, name=f"pai-kb-ask-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: Callable[[], T]) -> "Future[T]":
+        """Run `job` on a worker; its Future holds the result or the exception. Raises PoolFull."""
+        with self._lock:
+            if self._admitted >= self.capacity:
+                raise PoolFull(self.retry_after)
+            self._admitted += 1
+        future: Future[T] = Future()
+        self._jobs.put((job, future))
+        return future
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self._mean_s))
+
+    def close(self) -> None:
+        """Let the workers end once the jobs already queued are done; returns at once."""
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, future = item
+            started = time.monotonic()
+            try:
+                if future.set_running_or_notify_cancel():
+                    future.set_result(job())
+            except BaseException as exc:  # noqa: BLE001 — handed to whoever awaits the future
+                future.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._admitted -= 1
+                    self._mean_s = 0.8 * self._mean_s + 0.2 * (time.monotonic() - started)
+
+
+def _busy(exc: PoolFull) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
 
 
 class Guard:
@@ -101,7 +200,7 @@ class Guard:
 
     def refusal(self, headers: dict[str, str]) -> tuple[int, str] | None:
         host = headers.get("host", "")
-        name = urlsplit(f"//{host}").hostname or ""
+        name = host_name(host) or ""
         wildcard = self.bind_host in ("0.0.0.0", "::")  # reachable by any name; the token guards it
         if not (is_loopback(name) or name == self.bind_host or wildcard):
             return 421, f"this server answers to 127.0.0.1 or localhost, not to Host '{host}'"
@@ -151,10 +250,18 @@ async def _read_capped(receive: Any) -> bytes | None:
             return body
 
 
-def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "127.0.0.1") -> FastAPI:
+def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "127.0.0.1",
+               identity_key: str | None = None) -> FastAPI:
     # /docs and /redoc load their scripts from a CDN, so offline they are blank pages: off. The OpenAPI
     # document itself is served at /openapi.json.
-    app = FastAPI(title="pai-kb", version=_version(), docs_url=None, redoc_url=None,
+    asking = AskPool(kb.config.ask_workers, kb.config.ask_queue)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        asking.close()
+
+    app = FastAPI(title="pai-kb", version=_version(), docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Search and ask your own notes, clips and transcripts.")
     vault = kb.config.vault.name
     origins = kb.config.allowed_origins
@@ -174,7 +281,7 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
                   for e in exc.errors()]
         return JSONResponse(json.loads(json.dumps({"detail": errors})), status_code=422)
 
-    def authorised(request: Request) -> None:
+    async def authorised(request: Request) -> None:
         if token is None:
             return
         given = request.headers.get("authorization", "")
@@ -185,8 +292,16 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
     guard = [Depends(authorised)]
 
     @app.get("/health")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    # Proves to the CLI that this is the server whose private record it read (see `client`); reveals
+    # nothing else, so it needs no token.
+    @app.get("/identity", include_in_schema=False)
+    def identity(nonce: str = Query(min_length=16, max_length=128)) -> dict[str, str]:
+        if identity_key is None:
+            raise HTTPException(404, "this server has no identity record")
+        return {"proof": proof(identity_key, nonce)}
 
     # The page holds no data of its own (it asks the API, token and all), so it loads without the token.
     @app.get("/", include_in_schema=False)
@@ -202,10 +317,10 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
         return render.status_dict(kb.status())
 
     @app.get("/search", dependencies=guard)
-    def search_get(q: str = Query(min_length=1, max_length=2000), k: int = Query(10, ge=1, le=MAX_K),
+    def search_get(q: str = Query(max_length=2000), k: int = Query(10, ge=1, le=MAX_K),
                    mode: Mode = "hybrid", per_note: int | None = Query(None, ge=1),
                    type: list[str] = Query([]), tag: list[str] = Query([]), path: str | None = None,
-                   since: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$")) -> dict[str, Any]:
+                   since: Annotated[str | None, Query(), AfterValidator(real_date)] = None) -> dict[str, Any]:
         return search_post(SearchBody(query=q, k=k, mode=mode, per_note=per_note, types=type, tags=tag,
                                       path=path, since=since))
 
@@ -216,13 +331,19 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
         return render.search_dict(body.query, hits, vault=vault, mode=body.mode, k=body.k, per_note=body.per_note,
                                   filters=vars(filters))
 
-    @app.post("/ask", dependencies=guard)
-    def ask(body: AskBody) -> Any:
+    # Async, so a waiting answer holds no thread of the pool that runs the other routes: the work itself
+    # runs in `asking`, bounded (see AskPool).
+    @app.post("/ask", dependencies=guard, responses={503: {"description": "every answer slot is taken; "
+                                                                          "see Retry-After"}})
+    async def ask(body: AskBody) -> Any:
         filters = Filters.of(body.types, body.tags, body.path, body.since)
-        if not body.stream:
-            answer = kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm)
-            return render.answer_dict(answer, vault)
-        return StreamingResponse(_sse(kb, body, filters), media_type="text/event-stream")
+        try:
+            if body.stream:
+                return StreamingResponse(_sse(asking, kb, body, filters), media_type="text/event-stream")
+            answer = asking.submit(lambda: kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm))
+        except PoolFull as exc:
+            return _busy(exc)
+        return render.answer_dict(await asyncio.wrap_future(answer), vault)
 
     @app.get("/notes/{path:path}", dependencies=guard)
     def note(path: str, root: str | None = None) -> dict[str, Any]:
@@ -258,26 +379,33 @@ def _version() -> str:
     return version("pai-kb")
 
 
-def _sse(kb: KnowledgeBase, body: AskBody, filters: Filters) -> Iterator[str]:
+def _sse(pool: AskPool, kb: KnowledgeBase, body: AskBody, filters: Filters) -> AsyncIterator[str]:
     """Server-sent events: `token` events while the model writes, then one `answer` event (the JSON of
-    `pai-kb ask --json`), or an `error` event."""
-    import queue
+    `pai-kb ask --json`), or an `error` event. The answer is admitted to `pool` here, before the
+    response starts, so a full pool is a 503 (PoolFull) rather than a stream that never begins."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
 
-    events: queue.Queue[tuple[str, str] | None] = queue.Queue()
+    def put(item: tuple[str, str] | None) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, item)
 
     def work() -> None:
         try:
             answer = kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm,
-                            on_token=lambda t: events.put(("token", json.dumps(t))))
-            events.put(("answer", render.dumps(render.answer_dict(answer, kb.config.vault.name))))
+                            on_token=lambda t: put(("token", json.dumps(t))))
+            put(("answer", render.dumps(render.answer_dict(answer, kb.config.vault.name))))
         except PaiKbError as exc:
-            events.put(("error", json.dumps(str(exc))))
+            put(("error", json.dumps(str(exc))))
         finally:
-            events.put(None)
+            put(None)
 
-    threading.Thread(target=work, daemon=True).start()
-    while (item := events.get()) is not None:
-        yield f"event: {item[0]}\ndata: {item[1]}\n\n"
+    pool.submit(work)
+
+    async def relay() -> AsyncIterator[str]:
+        while (item := await events.get()) is not None:
+            yield f"event: {item[0]}\ndata: {item[1]}\n\n"
+
+    return relay()
 
 
 def listen(host: str, port: int, token: str | None) -> socket.socket:
@@ -306,8 +434,10 @@ def serve(kb: KnowledgeBase, sock: socket.socket, token: str | None) -> None:
         # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through SystemExit instead lets
         # the server record be removed on the way out.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with advertised(kb.config.index_dir, f"http://{local}:{port}") as announce:
-        server = _Announcing(uvicorn.Config(create_app(kb, token, host), log_level="warning"), announce)
+    key = new_key()
+    with advertised(kb.config.index_dir, f"http://{local}:{port}", key) as announce:
+        server = _Announcing(uvicorn.Config(create_app(kb, token, host, key), log_level="warning",
+                                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S), announce)
         server.run(sockets=[sock])
 
 

@@ -1,8 +1,13 @@
-"""The vector store: Chroma, with vectors always passed in (Chroma must never embed or download).
+"""Where vectors are stored, besides the manifest that always holds them beside their chunks.
 
-Embedded (`PersistentClient` under the index folder) by default; with `index.url` a Chroma server
-(`chroma run`) holds the vectors instead, one collection per index, named after the index folder so
-several indexes can share one server.
+Embedded (the default, `ManifestVectors`): nowhere else. Every chunk's vector is written into the
+manifest in the chunk's own transaction, and dense search reads it there; no second copy is written.
+(Chroma's embedded `PersistentClient` is not process-safe, and `watch`, `serve`, the CLI and MCP
+processes open one index at once; SQLite in WAL mode serves them safely.)
+
+With `index.url` (`VectorStore`): a Chroma server (`chroma run`) also holds the vectors, with vectors
+always passed in (Chroma must never embed or download), one collection per generation, so several
+indexes can share one server; the sync's crash journal keeps it in step with the manifest.
 
 The store holds ids, vectors and the few fields dense filters need; text and citations live in the
 manifest (`pai_kb.manifest`), which is the source of truth. A vector whose id the manifest does not
@@ -24,6 +29,24 @@ COLLECTION = "chunks"
 
 def collection_name(index_dir: Path) -> str:
     return "pai_kb_" + hashlib.sha1(str(index_dir.resolve()).encode()).hexdigest()[:16]
+
+
+class ManifestVectors:
+    """The embedded backend: the manifest is the store. `upsert` and `delete` have nothing to do (the
+    manifest writes and drops a chunk's vector with the chunk itself); `ids` are the manifest's."""
+
+    def __init__(self, manifest: Any) -> None:
+        self._manifest = manifest
+
+    def upsert(self, ids: Sequence[str], vectors: Sequence[Sequence[float]],
+               metadatas: Sequence[Mapping[str, Any]]) -> None:
+        """Nothing to store twice: the vectors reach the manifest with their chunks."""
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Nothing to delete twice: a chunk's vector goes with its row."""
+
+    def ids(self) -> set[str]:
+        return self._manifest.all_chunk_ids()
 
 
 class VectorStore:

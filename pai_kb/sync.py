@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from pai_kb.chunking import chunk_document
@@ -31,13 +31,18 @@ from pai_kb.loaders import load_bytes, read_file, read_sidecar
 from pai_kb.loaders.frontmatter import document_date
 from pai_kb.manifest import DocInfo, FileState, Manifest
 from pai_kb.models import Chunk, DocKey, Document
-from pai_kb.sources import SourceFile, discover
+from pai_kb.sources import SourceFile, scan
 from pai_kb.store import VectorStore
 
 Progress = Callable[[int, int], None]
 # Files are applied in batches of about this many chunks: big enough for efficient embedding batches,
 # small enough that a crash loses little work and searches see progress.
 _BATCH_CHUNKS = 256
+# git's "racily clean" window: a file whose mtime or ctime is not this much older than the sync that
+# read it may be written again within the same timestamp tick (FAT keeps 2 s, SMB servers and sync
+# clients have clocks of their own), leaving its stat as recorded. Such a file is marked `recheck`
+# and read again by the next sync; after that, only files edited recently are ever read twice.
+_RACY_NS = 3_000_000_000
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class StatDiff:
     changed: tuple[str, ...]  # stat differs: content may or may not
     deleted: tuple[str, ...]
     unchanged: int
+    recheck: tuple[str, ...] = ()  # stat is as recorded, but could not vouch for the content: read it
 
 
 @dataclass(frozen=True)
@@ -80,17 +86,79 @@ class SyncReport:
 
 
 def diff_stats(disk: Mapping[str, SourceFile], indexed: Mapping[str, FileState]) -> StatDiff:
-    new, changed, unchanged = [], [], 0
+    """Compare by every stat field git compares (size, mtime, ctime, inode, in ns): a rewrite that puts
+    mtime back still moves ctime. Files marked `recheck` go to `recheck`, to be read whatever their stat."""
+    new, changed, recheck, unchanged = [], [], [], 0
     for key, source in disk.items():
         state = indexed.get(key)
         if state is None:
             new.append(key)
-        elif state.mtime_ns != source.mtime_ns or state.size != source.size:
+        elif (state.mtime_ns, state.size, state.ctime_ns, state.inode) != (
+                source.mtime_ns, source.size, source.ctime_ns, source.inode):
             changed.append(key)
+        elif state.recheck:
+            recheck.append(key)
         else:
             unchanged += 1
     deleted = [key for key in indexed if key not in disk]
-    return StatDiff(tuple(sorted(new)), tuple(sorted(changed)), tuple(sorted(deleted)), unchanged)
+    return StatDiff(tuple(sorted(new)), tuple(sorted(changed)), tuple(sorted(deleted)), unchanged,
+                    tuple(sorted(recheck)))
+
+
+def observed(source: SourceFile, content_hash: str, started_ns: int) -> FileState:
+    """The state to record for a file read by a sync that started walking at `started_ns` (wall clock,
+    ns): marked `recheck` when its timestamps are not safely older than that (see `_RACY_NS`). A file
+    skipped unread (a stand-in hash, which holds a `:`) is judged by its stat alone: never marked."""
+    racy = ":" not in content_hash and max(source.mtime_ns, source.ctime_ns) > started_ns - _RACY_NS
+    return FileState(source.mtime_ns, source.size, content_hash, source.ctime_ns, source.inode, racy)
+
+
+@dataclass(frozen=True)
+class Read:
+    """One file read for a sync: its bytes and hash, or why not. `hash` without `data` is a stand-in
+    (an oversize or unreadable file, recorded as skipped); no `hash` means it vanished meanwhile."""
+    data: bytes | None
+    hash: str | None
+    problem: str | None = None
+
+
+def read_source(source: SourceFile, max_bytes: int) -> Read:
+    """Read and hash one file. Never raises: an unreadable file comes back with its reason."""
+    key = source.key
+    if source.problem:
+        return Read(None, f"unreadable:{key}", f"{key}: {source.problem}")
+    try:
+        data = read_file(source.abspath, key, max_bytes)
+    except FileTooLarge as exc:
+        # Oversized files still get a hash of their stat, so they are skipped, not retried forever.
+        return Read(None, f"oversize:{source.size}:{source.mtime_ns}", str(exc))
+    except SourceError as exc:
+        gone = isinstance(exc.__cause__, FileNotFoundError)
+        return Read(None, None if gone else f"unreadable:{key}", str(exc))
+    return Read(data, content_hash(data))
+
+
+def confirm(diff: StatDiff, disk: Mapping[str, SourceFile], indexed: Mapping[str, FileState], max_bytes: int,
+            everything: bool = False) -> tuple[StatDiff, tuple[str, ...]]:
+    """Settle by content what the stat cannot: the files marked `recheck`, or with `everything` every
+    indexed file (one full read). Returns the diff with `changed` holding the files whose content is
+    (or, unread, may be) not what the index holds, and the keys among them whose stat matched: edits
+    the stat check could not see."""
+    by_stat = set(diff.changed)
+    todo = [k for k in disk if k in indexed] if everything else list(diff.recheck)
+    differs = {k for k in todo if read_source(disk[k], max_bytes).hash != indexed[k].content_hash}
+    changed = differs if everything else differs | by_stat
+    unseen = tuple(sorted(differs - by_stat))
+    unchanged = len(disk) - len(diff.new) - len(changed)
+    return replace(diff, changed=tuple(sorted(changed)), recheck=(), unchanged=unchanged), unseen
+
+
+def unmatched_patterns(patterns: Sequence[str], excluded: Mapping[str, int]) -> list[str]:
+    """A warning for each exclude pattern that excludes no file (a `!` pattern re-includes, so it is
+    not judged): a typo there leaves a private folder searchable."""
+    return [f'exclude pattern "{p}" excludes no file: patterns follow .gitignore rules ("/Journal/" is the '
+            'Journal folder at the top, "Journal/" any folder named Journal, "**" spans folders); fix or remove it'
+            for p in patterns if not p.startswith("!") and not excluded.get(p, 0)]
 
 
 # A sync may remove at most this share of the indexed files (when it removes more than _REMOVAL_FLOOR)
@@ -123,7 +191,8 @@ def _has_entries(root: Path) -> bool:
 
 
 def make_plan(diff: StatDiff, hashes: Mapping[str, str], indexed: Mapping[str, FileState]) -> Plan:
-    """`hashes` holds the content hash of every new and changed file that could be read."""
+    """`hashes` holds the content hash (or `Read`'s stand-in) of every new, changed and recheck file
+    that is still there. A recheck file whose content is unchanged is touched (its state re-recorded)."""
     by_hash: dict[str, list[str]] = {}
     for key in diff.deleted:
         by_hash.setdefault(indexed[key].content_hash, []).append(key)
@@ -135,8 +204,9 @@ def make_plan(diff: StatDiff, hashes: Mapping[str, str], indexed: Mapping[str, F
         else:
             add.append(key)
     moved_from = {old for old, _ in move}
-    update = [k for k in diff.changed if hashes.get(k) != indexed[k].content_hash]
-    touch = [k for k in diff.changed if k in hashes and hashes[k] == indexed[k].content_hash]
+    by_stat = diff.changed + diff.recheck
+    update = [k for k in by_stat if hashes.get(k) != indexed[k].content_hash]
+    touch = [k for k in by_stat if k in hashes and hashes[k] == indexed[k].content_hash]
     delete = [k for k in diff.deleted if k not in moved_from]
     return Plan(tuple(add), tuple(update), tuple(move), tuple(delete), tuple(touch), diff.unchanged)
 
@@ -172,6 +242,14 @@ def _info(work: _Work) -> DocInfo:
     return DocInfo(doc.title, doc.source_type, doc.links, document_date(doc.metadata) or fallback, work.error, copy_of)
 
 
+class SyncStopped(Exception):
+    """A sync's `stop` said so in the middle of embedding a batch; that batch is not written (see `_embed`)."""
+
+
+# Texts per call to a model that does not say its batch size; between calls a stop request is honoured.
+_EMBED_SLICE = 16
+
+
 class Syncer:
     def __init__(self, config: Config, manifest: Manifest, store: Callable[[], VectorStore],
                  embedder: Embedder, stop: Callable[[], bool] | None = None, batch_chunks: int | None = None) -> None:
@@ -182,6 +260,8 @@ class Syncer:
         self._store_factory = store
         self._store: VectorStore | None = None
         self.embedder = embedder
+        self._started_ns = time.time_ns()  # when the walk whose stats are recorded began
+        self._unread: dict[str, str] = {}  # key -> why it was not read (skipped with that reason)
 
     @property
     def store(self) -> VectorStore:
@@ -195,14 +275,17 @@ class Syncer:
         `writer_lock`. A stopped pass leaves a consistent index that the next pass completes."""
         started = time.perf_counter()
         report = SyncReport(repaired=self._repair())
-        disk = discover(roots, exclude)
+        self._started_ns = time.time_ns()
+        found = scan(roots, exclude)
+        disk = found.files
+        report.warnings.extend(unmatched_patterns(self.config.exclude, found.excluded))
         indexed = self.manifest.file_states()
         diff = diff_stats(disk, indexed)
         refusal = None if allow_removal else removal_refusal(diff, len(indexed), roots)
         if refusal:
             raise MassRemoval(f"refusing to sync: {refusal}; nothing was removed. Mount or restore it, or run "
                               "`pai-kb index --allow-removal` if the files really are gone")
-        data, hashes = self.read(disk, diff.new + diff.changed, report)
+        data, hashes = self.read(disk, diff.new + diff.changed + diff.recheck, report)
         plan = make_plan(diff, hashes, indexed)
         report.unchanged = plan.unchanged + len(plan.touch)
         if not plan.empty:
@@ -257,26 +340,25 @@ class Syncer:
 
     def read(self, disk: Mapping[str, SourceFile], keys: Iterable[str],
              report: SyncReport) -> tuple[dict[str, bytes], dict[str, str]]:
+        """Bytes and hashes of `keys`; each one that cannot be read is a warning, and (unless it
+        vanished meanwhile) gets a stand-in hash so it is recorded as skipped with its reason."""
         data, hashes = {}, {}
         for key in keys:
-            try:
-                data[key] = read_file(disk[key].abspath, key, self.config.max_file_bytes)
-            except FileTooLarge as exc:
-                # Oversized files still get a hash of their stat, so they are skipped, not retried forever.
-                hashes[key] = f"oversize:{disk[key].size}:{disk[key].mtime_ns}"
-                report.warnings.append(str(exc))
-                continue
-            except SourceError as exc:
-                report.warnings.append(str(exc))
-                continue
-            hashes[key] = content_hash(data[key])
+            read = read_source(disk[key], self.config.max_file_bytes)
+            if read.problem:
+                report.warnings.append(read.problem)
+                self._unread[key] = read.problem
+            if read.data is not None:
+                data[key] = read.data
+            if read.hash is not None:
+                hashes[key] = read.hash
         return data, hashes
 
     def apply(self, plan: Plan, disk: Mapping[str, SourceFile], data: Mapping[str, bytes],
               hashes: Mapping[str, str], report: SyncReport, progress: Progress | None = None) -> None:
         total = len(plan.add) + len(plan.update) + len(plan.move) + len(plan.delete) + len(plan.touch)
         done = 0
-        self._touch(plan.touch, disk)
+        self._touch(plan.touch, disk, hashes)
         done += len(plan.touch)
         self._delete(plan.delete)
         report.removed += len(plan.delete)
@@ -290,11 +372,13 @@ class Syncer:
         for key, old_key, kind in items:
             if self._stop():
                 break
-            setattr(report, kind, getattr(report, kind) + 1)
-            report.changed.append(f"{kind} {key}")
             work = self._prepare(key, old_key, disk[key], data, hashes, report)
-            if work is not None:
-                batch.append(work)
+            if work is None:
+                continue
+            if work.error is None:
+                setattr(report, kind, getattr(report, kind) + 1)
+            report.changed.append(f"{kind if work.error is None else 'skipped'} {key}")
+            batch.append(work)
             if sum(len(w.chunks) for w in batch) >= self._batch_chunks:
                 self._write(batch, report)
                 done += len(batch)
@@ -310,16 +394,17 @@ class Syncer:
                  hashes: Mapping[str, str], report: SyncReport) -> _Work | None:
         if key not in hashes:
             return None  # unreadable now: keep whatever was indexed, retry next run
-        state = FileState(source.mtime_ns, source.size, hashes[key])
+        state = observed(source, hashes[key], self._started_ns)
         own_ids = self.manifest.chunk_ids(key)
         moved = self.manifest.chunks_of(old_key) if old_key else []
         work = _Work(key, state, None, [], own_ids + [c.id for c in moved], moved_from=old_key, reuse_from=moved)
         if key not in data:
-            report.skipped += 1
-            work.error = "oversize"
+            report.skipped += 1  # its warning was given when it could not be read
+            work.error = self._unread.get(key, f"{key}: not read")
             return work
         try:
-            work.doc = load_bytes(data[key], source.root, source.path, read_sidecar(source.abspath))
+            work.doc = load_bytes(data[key], source.root, source.path, read_sidecar(source.abspath),
+                                  self.config.load_budget_s)
             work.chunks = chunk_document(work.doc, self.embedder.count_tokens, self.config.chunk_tokens,
                                          self.config.chunk_overlap, self.embedder.max_tokens)
         except SourceError as exc:
@@ -393,12 +478,26 @@ class Syncer:
                 report.chunks_reused += 1
             else:
                 fresh.append(chunk)
-        for chunk, vector in zip(fresh, self.embedder.embed([c.embed_text for c in fresh])):
-            vectors[chunk.id] = vector
+        vectors.update(self._embed(fresh))
         report.chunks_embedded += len(fresh)
         ids = [c.id for c, _ in todo]
         metas = [{"doc_key": c.doc_key, "source_type": c.source_type} for c, _ in todo]
         return ids, [vectors[i] for i in ids], metas, vectors
+
+    def _embed(self, chunks: Sequence[Chunk]) -> dict[str, list[float]]:
+        """Each chunk's vector by id, embedded one model batch at a time (shortest texts first, so each
+        slice pads little), looking at `stop` before every slice: a stop request lands within one slice
+        (well under a second) even inside a note of a thousand chunks. Raises SyncStopped then; nothing
+        of this batch has been written, so the index stays as the last committed batch left it."""
+        ordered = sorted(chunks, key=lambda c: len(c.embed_text))
+        size = getattr(self.embedder, "batch_size", _EMBED_SLICE)
+        vectors: dict[str, list[float]] = {}
+        for start in range(0, len(ordered), size):
+            if self._stop():
+                raise SyncStopped(f"stopped after embedding {start} of {len(ordered)} chunks of this batch")
+            piece = ordered[start:start + size]
+            vectors.update(zip((c.id for c in piece), self.embedder.embed([c.embed_text for c in piece])))
+        return vectors
 
     def _delete(self, keys: Sequence[str]) -> None:
         if not keys:
@@ -407,7 +506,7 @@ class Syncer:
             stale = self.manifest.forget_documents(db, keys)
         self._drop_vectors(stale)
 
-    def _touch(self, keys: Sequence[str], disk: Mapping[str, SourceFile]) -> None:
+    def _touch(self, keys: Sequence[str], disk: Mapping[str, SourceFile], hashes: Mapping[str, str]) -> None:
         if keys:
             with self.manifest.transaction() as db:
-                self.manifest.touch(db, {k: (disk[k].mtime_ns, disk[k].size) for k in keys})
+                self.manifest.touch(db, {k: observed(disk[k], hashes[k], self._started_ns) for k in keys})

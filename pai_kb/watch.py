@@ -26,11 +26,12 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from pai_kb import render
 from pai_kb.errors import MassRemoval
 from pai_kb.kb import KnowledgeBase
 from pai_kb.locking import writer_lock
 from pai_kb.sources import is_candidate
-from pai_kb.sync import SyncReport
+from pai_kb.sync import SyncReport, SyncStopped
 
 log = logging.getLogger("pai_kb.watch")
 # Small batches keep a stop request (SIGTERM) answered within a second even mid-sync: 16 chunks embed
@@ -187,9 +188,11 @@ class Watcher:
         started = time.perf_counter()
         try:
             report = self.kb.sync(stop=self.stop_event.is_set, batch_chunks=_WATCH_BATCH_CHUNKS)
+        except SyncStopped:
+            return  # stopping: what this pass did not write, the next run does
         except MassRemoval as exc:
             if self.paused != str(exc):
-                log.warning("paused, nothing removed: %s", exc)
+                log.warning("paused, nothing removed: %s", render.inert(str(exc)))
             self.paused = str(exc)
             return
         except Exception:  # the watcher must outlive any one bad batch; the next batch retries
@@ -199,14 +202,15 @@ class Watcher:
             log.info("resumed: the folders are back")
             self.paused = None
         for warning in report.warnings:
-            log.warning("%s", warning)
+            log.warning("%s", render.inert(warning))
         self.on_batch(report, int((time.perf_counter() - started) * 1000))
 
 
 def _log_batch(report: SyncReport, ms: int) -> None:
     changed = report.added + report.updated + report.moved + report.removed
     if changed or report.skipped or report.repaired:
-        names = ", ".join(report.changed[:_NAMED_FILES])
+        # File names are data: one holding escape sequences must not reach a terminal raw.
+        names = render.inert(", ".join(report.changed[:_NAMED_FILES]))
         more = f" and {len(report.changed) - _NAMED_FILES} more" if len(report.changed) > _NAMED_FILES else ""
         log.info("synced %d added, %d updated, %d moved, %d removed, %d skipped files; %d chunks embedded; %d ms: %s%s",
                  report.added, report.updated, report.moved, report.removed, report.skipped,

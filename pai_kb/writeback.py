@@ -20,6 +20,8 @@ import yaml
 
 from pai_kb.answer import Answer
 from pai_kb.errors import ConfigError
+from pai_kb.loaders.markdown import escape_markdown
+from pai_kb.loaders.obsidian import escape, valid_tag
 from pai_kb.models import Document, timestamp
 from pai_kb.urls import url_at
 
@@ -69,25 +71,47 @@ def designated(vault: Path, folder: str) -> Path:
 
 
 def clip_note(doc: Document, source_key: str, source_hash: str) -> str:
-    """The markdown note for an inbox item. Deterministic: the same item always gives the same note."""
+    """The markdown note for an inbox item. Deterministic: the same item always gives the same note.
+    Every text copied in is made literal for Obsidian (see `escape_markdown`, `_frontmatter`), and the
+    tags are valid Obsidian tags, so the note holds no tag or link its material did not mean."""
     meta: dict[str, Any] = {"title": doc.title}
     if doc.url:
         meta["source"] = doc.url
     for key in ("author", "published", "site"):
         if doc.metadata.get(key):
             meta[key] = doc.metadata[key]
-    meta["tags"] = sorted({*doc.tags, "clippings" if doc.source_type == "webclip" else "transcript"})
+    tags = {tag for t in doc.tags if (tag := valid_tag(t))}
+    meta["tags"] = sorted({*tags, "clippings" if doc.source_type == "webclip" else "transcript"})
     meta[SOURCE_KEY] = source_key
     meta["pai-kb-hash"] = source_hash
-    front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip()
     body = _transcript_body(doc) if doc.source_type == "transcript" else _clip_body(doc)
-    return f"---\n{front}\n---\n\n{body}\n"
+    return f"---\n{_frontmatter(meta)}\n---\n\n{body}\n"
+
+
+def _frontmatter(meta: dict[str, Any]) -> str:
+    """YAML for a note pai-kb writes. In a property only `[[...]]` means something (a link), so in
+    text values it is escaped as `\\[\\[...\\]\\]`, which the loader reads back as the text `[[...]]`."""
+    return yaml.safe_dump({k: _literal(v) for k, v in meta.items()}, allow_unicode=True, sort_keys=False).strip()
+
+
+def _literal(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("[[", "\\[\\[").replace("]]", "\\]\\]")
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value
 
 
 def _clip_body(doc: Document) -> str:
+    """The material's blocks; its properties are already in the frontmatter, and code stays verbatim."""
     parts = []
     for block in doc.blocks:
-        parts.append(f"{'#' * max(1, block.level)} {block.text}" if block.kind == "heading" else block.text)
+        if block.kind == "heading":
+            parts.append(f"{'#' * max(1, block.level)} {escape_markdown(block.text)}")
+        elif block.kind in ("code", "html"):
+            parts.append(block.text)
+        elif block.kind != "properties":
+            parts.append(escape_markdown(block.text))
     return "\n\n".join(parts)
 
 
@@ -97,8 +121,8 @@ def _transcript_body(doc: Document) -> str:
         start = block.start_s or 0.0
         if not sections or start - sections[-1][0] >= _SECTION_S:
             sections.append((start, []))
-        sections[-1][1].append(block.text)
-    out = [f"# {doc.title}"]
+        sections[-1][1].append(escape_markdown(block.text))
+    out = [f"# {escape_markdown(doc.title)}"]
     for start, texts in sections:
         stamp = timestamp(start)
         link = url_at(doc.url, start) if doc.url else None
@@ -142,23 +166,35 @@ def _rel(vault: Path, target: Path) -> str:
 
 
 def answer_note(answer: Answer, vault_name: str | None = None) -> str:
-    """A saved answer: the question, the answer with its [n] markers, and the sources as wikilinks."""
+    """A saved answer: the question, the answer with its [n] markers, and the sources as wikilinks. The
+    question, the answer and the headings it quotes are made literal for Obsidian (a heading
+    `Thoughts on the #metoo movement` in a passage is text, not a tag)."""
     meta = {"question": answer.question, "date": dt.date.today().isoformat(), "model": answer.model or "extractive",
             "grounded": answer.grounded, "tags": ["pai-kb/answer"]}
-    front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip()
-    lines = [f"# {answer.question}", "", answer.text, "", "## Sources", ""]
+    lines = [f"# {escape_markdown(answer.question)}", "", escape_markdown(answer.text), "", "## Sources", ""]
     # A bullet with the number in brackets, not "7." (an ordered list, which Markdown renumbers 1, 2, 3,
     # so the answer's [7] would point at nothing).
     for s in answer.shown:
         c = s.first
         if c.root == "vault":
-            section = c.heading.split(" > ")[-1] if " > " in c.heading else ""
+            section = _link_heading(c.heading.split(" > ")[-1]) if " > " in c.heading else ""
             target = str(PurePosixPath(c.path).with_suffix("")) + (f"#{section}" if section else "")
             lines.append(f"- [{s.n}] [[{target}]] (lines {s.line_start}-{s.line_end})")
         else:
-            where = f"[{c.title}]({c.url})" if c.url else f"`{c.root}/{c.path}`"
+            where = f"[{_link_text(c.title)}]({c.url})" if c.url else f"`{c.root}/{c.path}`"
             lines.append(f"- [{s.n}] {where}" + (f" @ {timestamp(c.start_s)}" if c.start_s is not None else ""))
-    return f"---\n{front}\n---\n\n" + "\n".join(lines) + "\n"
+    return f"---\n{_frontmatter(meta)}\n---\n\n" + "\n".join(lines) + "\n"
+
+
+def _link_heading(heading: str) -> str:
+    """A heading as a wikilink names it: Obsidian's own links put a space for the characters that would
+    end the link or start another part of it (`#`, `|`, `^`, `:`, `%%`, brackets)."""
+    return " ".join(re.sub(r"[#|^:\[\]]|%%", " ", heading).split())
+
+
+def _link_text(text: str) -> str:
+    """Text shown inside `[...](url)`: literal for Obsidian, and without a bracket that ends it early."""
+    return re.sub(r"(?<!\\)([\[\]])", r"\\\1", escape(text))
 
 
 def save_answer(answer: Answer, vault: Path, folder: str) -> Path:

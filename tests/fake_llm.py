@@ -16,6 +16,8 @@ class Reply:
     status: int = 200
     delay: float = 0.0
     pace: float = 0.0  # seconds between streamed pieces, so a reader can see the stream arrive
+    # A slow model whose pace the test decides: the reply waits until this is set (after `delay`).
+    hold: threading.Event | None = None
 
 
 @dataclass
@@ -36,6 +38,8 @@ class FakeLLM:
                 fake.requests.append({"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}})
                 reply = fake.replies.pop(0) if fake.replies else fake.default
                 time.sleep(reply.delay)
+                if reply.hold is not None:
+                    reply.hold.wait()
                 if reply.status != 200:
                     return self._json(reply.status, {"error": {"message": f"scripted {reply.status}",
                                                                "type": "test", "code": str(reply.status)}})

@@ -21,18 +21,21 @@ def test_default_index_follows_the_vault_not_the_working_directory(tmp_path):
     assert here.inbox is None and here.config_file is None
 
 
-def test_bundled_vault_keeps_its_index_in_the_project(tmp_path):
-    config = load_config({"vault": PROJECT / "vault"}, env={}, cwd=tmp_path)
-    assert config.index_dir == PROJECT / "index" and config.inbox == PROJECT / "ingest"
+def test_bundled_vault_takes_the_project_inbox_but_not_an_index(tmp_path):
+    config = load_config({"vault": PROJECT / "vault"}, env={"PAI_KB_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+    assert config.inbox == PROJECT / "ingest" and config.index_dir.parent == tmp_path / "indexes"
 
 
 def test_precedence_toml_env_flags(tmp_path):
     vault = tmp_path / "v"
     vault.mkdir()
-    (vault / "pai-kb.toml").write_text('inbox = "in-toml"\nindex = "ix-toml"\n[chunking]\nmax_tokens = 120\n')
+    (vault / "pai-kb.toml").write_text('inbox = "in-toml"\n[chunking]\nmax_tokens = 120\n')
     config = load_config({"vault": vault}, env={}, cwd=tmp_path)
-    assert config.inbox == vault / "in-toml" and config.index_dir == vault / "ix-toml"  # relative to the TOML file
+    assert config.inbox == vault / "in-toml"  # relative to the TOML file
     assert config.chunk_tokens == 120
+    own = tmp_path / "own.toml"
+    own.write_text('index = "ix-toml"\n')
+    assert load_config({"vault": vault}, env={"PAI_KB_CONFIG": str(own)}, cwd=tmp_path).index_dir == tmp_path / "ix-toml"
     config = load_config({"vault": vault}, env={"PAI_KB_INDEX": "/env/ix"}, cwd=tmp_path)
     assert config.index_dir == Path("/env/ix") and config.inbox == vault / "in-toml"
     config = load_config({"vault": vault, "index_dir": Path("flag-ix")}, env={"PAI_KB_INDEX": "/env/ix"}, cwd=tmp_path)

@@ -28,7 +28,7 @@ def write_toml(vault: Path, text: str) -> Path:
     ("[answer]\nmin_similarity = nan", "answer.min_similarity", "must be a number from -1 to 1"),
     ("[sources]\nmax_file_bytes = -5", "sources.max_file_bytes", "must be from 1024"),
     ("[chunking]\nmax_tokens = 200.9", "chunking.max_tokens", "must be a whole number from 32"),
-    ("[llm]\ntimeout = -1", "llm.timeout", "must be from 0.1 to 3600"),
+    ("[answer]\ncontext_tokens = 10", "answer.context_tokens", "must be from 64 to 1000000"),
     ('[embedding]\nmodel = ["x"]', "embedding.model", "must be a non-empty string"),
 ])
 def test_settings_are_checked_by_type(tmp_path, toml, key, fix):

@@ -34,6 +34,8 @@ class Frontmatter:
     data: Mapping[str, Any] = field(default_factory=dict)
     line_count: int = 0  # lines the block occupies, fences included; the body starts after them
     warning: str | None = None
+    # key -> (first, last) 1-based line of the file its entry occupies, so a property can be cited
+    spans: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def split_frontmatter(lines: list[str]) -> Frontmatter:
@@ -53,7 +55,12 @@ def _parse(text: str, line_count: int) -> Frontmatter:
         # how a "billion laughs" block explodes when the data is later serialised.
         if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=_Loader)):
             return Frontmatter(line_count=line_count, warning="frontmatter uses YAML aliases; ignored")
-        data = yaml.load(text, Loader=_Loader)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Frontmatter(line_count=line_count, warning=f"frontmatter is not valid YAML ({first}); body indexed")
@@ -61,7 +68,19 @@ def _parse(text: str, line_count: int) -> Frontmatter:
         return Frontmatter(line_count=line_count)
     if not isinstance(data, dict):
         return Frontmatter(line_count=line_count, warning="frontmatter is not a key: value mapping; ignored")
-    return Frontmatter(data=plain(data), line_count=line_count)
+    return Frontmatter(data=plain(data), line_count=line_count, spans=_spans(node))
+
+
+def _spans(node: yaml.MappingNode) -> dict[str, tuple[int, int]]:
+    """Each top-level key's lines in the file: YAML marks are 0-based within the block, which starts on
+    the file's second line; a block value's end mark sits at column 0 of the line after it."""
+    spans = {}
+    for key, value in node.value:
+        end = value.end_mark.line
+        if value.end_mark.column == 0 and end > key.start_mark.line:
+            end -= 1
+        spans[str(key.value)] = (key.start_mark.line + 2, end + 2)
+    return spans
 
 
 def plain(value: Any, depth: int = 0) -> Any:
@@ -96,13 +115,41 @@ def string_list(value: Any) -> tuple[str, ...]:
 
 
 def tag_list(value: Any) -> tuple[str, ...]:
+    """Tags from `tags:` in any of its forms; a space or a comma ends a tag (neither is a tag character)."""
     tags = []
     for item in string_list(value):
-        tags.extend(t.lstrip("#") for t in item.split() if t.lstrip("#"))
+        tags.extend(t.lstrip("#") for t in re.split(r"[\s,]+", item) if t.lstrip("#"))
     return tuple(dict.fromkeys(tags))
 
 
 _DATE_KEYS = ("date", "published", "created", "updated")
+# Keys whose values are not what the note says: Obsidian's and Obsidian Publish's settings, pai-kb's own
+# bookkeeping, dates, and the keys that have a place of their own (title, aliases, tags).
+HOUSEKEEPING = frozenset({
+    "title", "aliases", "alias", "tags", "tag", "cssclasses", "cssclass", "permalink", "publish", "image", "cover",
+    "pai-kb-source", "pai-kb-hash", "modified", *_DATE_KEYS})
+# Strings that are not words to search: dates and times, numbers, URLs.
+_NOT_WORDS = re.compile(r"\d{4}-\d{2}-\d{2}([T ][\d:.+Z-]*)?|[-+]?\d+([.,:]\d+)*|[a-z][a-z0-9+.-]*://\S*", re.I)
+
+
+def property_text(value: Any) -> str | None:
+    """A property's value as searchable words: a string, or the strings of a list joined by ", ", with
+    whitespace runs made one space. None for numbers, booleans, dates, URLs and nested mappings."""
+    items = value if isinstance(value, list) else [value]
+    words = [" ".join(item.split()) for item in items if isinstance(item, str)]
+    words = [w for w in words if w and not _NOT_WORDS.fullmatch(w)]
+    return ", ".join(words) or None
+
+
+def text_properties(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, words) of every property worth searching, in the frontmatter's order (see `HOUSEKEEPING`).
+    `meta` should have links already rendered as their shown text."""
+    found = []
+    for key, value in meta.items():
+        text = None if key.lower() in HOUSEKEEPING else property_text(value)
+        if text:
+            found.append((key, text))
+    return found
 
 
 def document_date(meta: Mapping[str, Any]) -> str | None:

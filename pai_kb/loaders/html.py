@@ -1,7 +1,8 @@
 """HTML web clips: the article, not the page. trafilatura extracts the main text as markdown (so the
 markdown loader gives headings and line ranges as for any note) and reads title, author, date and the
-canonical URL. Chosen over readability-lxml by `bench/bench_extract.py` on the Readability test pages:
-token F1 0.967 mean / 0.905 worst vs 0.973 / 0.829, in about half the time, and with metadata."""
+canonical URL; the page's keywords become tags. Chosen over readability-lxml by `bench/bench_extract.py` on
+the Readability test pages: token F1 0.967 mean / 0.905 worst vs 0.973 / 0.829, in about half the time, and
+with metadata."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import re
 from typing import Any
 
 from pai_kb.errors import SourceError
-from pai_kb.loaders.markdown import load_markdown
+from pai_kb.loaders.markdown import escape_markdown, load_markdown
+from pai_kb.loaders.obsidian import keyword_tags
 from pai_kb.loaders.text import looks_binary
 from pai_kb.models import Document
 
@@ -81,8 +83,10 @@ def load_html(data: bytes, root: str, path: str) -> Document:
         "title": meta.title if meta else None, "author": meta.author if meta else None,
         "published": meta.date if meta else None, "url": meta.url if meta else None,
         "site": meta.sitename if meta else None}.items() if v}
-    doc = load_markdown(text, root, path)
-    tags = tuple(dict.fromkeys((*doc.tags, *(meta.tags if meta and meta.tags else ()))))
+    # A page is not Obsidian markdown: a `#hashtag` or `[[...]]` in an article is text, not a tag or a link.
+    doc = load_markdown(escape_markdown(text), root, path)
+    keywords = [tag for item in (meta.tags if meta and meta.tags else ()) for tag in keyword_tags(item)]
+    tags = tuple(dict.fromkeys((*doc.tags, *keywords)))
     return Document(root=root, path=path, title=fields.get("title") or doc.title, source_type="webclip",
                     blocks=doc.blocks, tags=tags, links=doc.links, metadata=fields, url=fields.get("url"),
                     warnings=doc.warnings + warnings)

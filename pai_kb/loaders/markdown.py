@@ -13,7 +13,7 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_inline import StateInline, backtick
 
 from pai_kb.loaders import obsidian
-from pai_kb.loaders.frontmatter import split_frontmatter, string_list, tag_list
+from pai_kb.loaders.frontmatter import Frontmatter, split_frontmatter, string_list, tag_list, text_properties
 from pai_kb.models import Block, Document
 
 _KINDS = {
@@ -91,7 +91,9 @@ def load_markdown(text: str, root: str, path: str, warnings: tuple[str, ...] = (
     front = split_frontmatter(lines)
     meta: dict[str, Any] = {k: _render_value(v) for k, v in front.data.items()}
     body_lines = [""] * front.line_count + obsidian.strip_comments(lines[front.line_count:], code_spans)
-    blocks = _blocks(body_lines)
+    body = _blocks(body_lines)
+    title = str(meta.get("title") or "").strip() or PurePosixPath(path).stem
+    blocks = _properties(front, meta, title, bool(body)) + body
     tags = list(tag_list(meta.get("tags") or meta.get("tag")))
     links: list[str] = []
     for block in blocks:
@@ -100,7 +102,6 @@ def load_markdown(text: str, root: str, path: str, warnings: tuple[str, ...] = (
             links.extend(link.target for link in obsidian.parse_links(prose) if link.target)
             if block.kind != "heading":
                 tags.extend(obsidian.inline_tags(prose))
-    title = str(meta.get("title") or "").strip() or PurePosixPath(path).stem
     all_warnings = warnings + ((f"{root}/{path}: {front.warning}",) if front.warning else ())
     url = _url(meta)
     return Document(
@@ -112,10 +113,51 @@ def load_markdown(text: str, root: str, path: str, warnings: tuple[str, ...] = (
     )
 
 
+def _properties(front: Frontmatter, meta: dict[str, Any], title: str, has_body: bool) -> list[Block]:
+    """The frontmatter's searchable properties as one block (`key: value` lines) cited at their own
+    lines, so property values are found like body text. A note that is only frontmatter gets a block
+    even without such properties (its title), so it has a chunk and is found by title, aliases and tags."""
+    found = text_properties(meta)
+    if found:
+        spans = [front.spans.get(key, (1, front.line_count)) for key, _ in found]
+        text = "\n".join(f"{key}: {value}" for key, value in found)
+        return [Block("properties", text, min(s for s, _ in spans), max(e for _, e in spans))]
+    if not has_body and front.line_count:
+        start, end = front.spans.get("title", (1, front.line_count))
+        return [Block("properties", title, start, end)]
+    return []
+
+
+def escape_markdown(text: str) -> str:
+    """`text` with Obsidian's syntax made literal outside code (see `obsidian.escape`): for text pai-kb
+    writes into a vault, so that no tag, link, comment or block id appears that the text did not mean.
+    Code blocks and inline code are kept verbatim."""
+    lines = text.split("\n")
+    code = set()
+    for tok in _MD.parse(text):
+        if tok.type in ("fence", "code_block") and tok.map:
+            code.update(range(*tok.map))
+    out: list[str] = []
+    prose: list[str] = []
+    for i, line in enumerate(lines):
+        if i in code:
+            out.extend(_escape_prose(prose))
+            prose = []
+            out.append(line)
+        else:
+            prose.append(line)
+    return "\n".join(out + _escape_prose(prose))
+
+
+def _escape_prose(lines: list[str]) -> list[str]:
+    return _outside_code("\n".join(lines), obsidian.escape).split("\n") if lines else []
+
+
 def _render_value(value: Any) -> Any:
-    """Web Clipper writes `author: "[[Kevin Kelly]]"`: metadata should hold the name, not the syntax."""
+    """Web Clipper writes `author: "[[Kevin Kelly]]"`: metadata should hold the name, not the syntax
+    (and a link pai-kb escaped as `\\[\\[x\\]\\]` is read back as the text `[[x]]`)."""
     if isinstance(value, str):
-        return obsidian.render_links(value)
+        return obsidian.unescape(obsidian.render_links(value))
     if isinstance(value, list):
         return [_render_value(v) for v in value]
     return value
@@ -160,14 +202,18 @@ def _trailing_blank(lines: list[str]) -> int:
 
 def _clean(block: Block) -> Block:
     """The words a reader sees: links rendered, block ids and quote markers dropped, callouts labelled."""
-    if block.kind in ("code", "heading", "hr", "html"):
-        text = _outside_code(block.text, obsidian.render_links) if block.kind == "heading" else block.text
+    if block.kind in ("code", "heading", "hr", "html", "properties"):
+        text = _outside_code(block.text, _readable) if block.kind == "heading" else block.text
         return Block(block.kind, text, block.line_start, block.line_end, block.level)
     text = block.text
     if block.kind == "quote":
         text = _unquote(text)
-    text = obsidian.strip_block_ids(_outside_code(text, obsidian.render_links))
+    text = _outside_code(obsidian.strip_block_ids(_outside_code(text, obsidian.render_links)), obsidian.unescape)
     return Block(block.kind, text.strip(), block.line_start, block.line_end, block.level)
+
+
+def _readable(prose: str) -> str:
+    return obsidian.unescape(obsidian.render_links(prose))
 
 
 def _unquote(text: str) -> str:

@@ -57,10 +57,11 @@ def _display(link: Link) -> str:
 
 def strip_comments(lines: list[str], code_spans: Callable[[str], list[tuple[int, int]]] = lambda _: []) -> list[str]:
     """Blank out `%% comments %%` outside code fences and outside inline code (`code_spans` finds it in
-    a line), keeping line count so line numbers stay true.
+    a line, as ordered non-overlapping (start, end) ranges), keeping line count so line numbers stay true.
 
-    An unclosed `%%` is kept as text: dropping the rest of a note on a stray `%%` would lose content."""
-    out = list(lines)
+    An unclosed `%%` is kept as text: dropping the rest of a note on a stray `%%` would lose content.
+    Linear in the text: the ranges to blank are collected per line, then each line is rebuilt once."""
+    blanks: dict[int, list[tuple[int, int | None]]] = {}  # line -> column ranges; end None: to the line's end
     fence: str | None = None
     start: tuple[int, int] | None = None
     for i, line in enumerate(lines):
@@ -71,37 +72,94 @@ def strip_comments(lines: list[str], code_spans: Callable[[str], list[tuple[int,
             continue
         if fence:
             continue
+        spans = iter(code_spans(line) if "%%" in line and start is None else ())
+        span = next(spans, None)
         col = 0
-        spans = code_spans(line) if "%%" in line and start is None else []
         while (pos := line.find("%%", col)) != -1:
-            inside = next((end for begin, end in spans if begin <= pos < end), None)
-            if inside is not None:
-                col = inside
+            while span is not None and span[1] <= pos:
+                span = next(spans, None)
+            if span is not None and span[0] <= pos:
+                col = span[1]
                 continue
             if start is None:
                 start = (i, pos)
             else:
-                _blank(out, start, (i, pos + 2))
+                _mark(blanks, start, (i, pos + 2))
                 start = None
             col = pos + 2
+    out = list(lines)
+    for i, ranges in blanks.items():
+        out[i] = _blanked(out[i], ranges)
     return out
 
 
-def _blank(out: list[str], start: tuple[int, int], end: tuple[int, int]) -> None:
+def _mark(blanks: dict[int, list[tuple[int, int | None]]], start: tuple[int, int], end: tuple[int, int]) -> None:
+    """Record the comment from `start` to `end` ((line, column), end exclusive) as ranges to blank: spaces
+    within one line; across lines the first line is cut, the lines between emptied, the last one padded."""
     (li, ci), (lj, cj) = start, end
     if li == lj:
-        out[li] = out[li][:ci] + " " * (cj - ci) + out[li][cj:]
+        blanks.setdefault(li, []).append((ci, cj))
         return
-    out[li] = out[li][:ci]
+    blanks.setdefault(li, []).append((ci, None))
     for k in range(li + 1, lj):
-        out[k] = ""
-    out[lj] = " " * cj + out[lj][cj:]
+        blanks.setdefault(k, []).append((0, None))
+    blanks.setdefault(lj, []).append((0, cj))
+
+
+def _blanked(line: str, ranges: list[tuple[int, int | None]]) -> str:
+    """`line` with each (begin, end) range, in order, made spaces; an end of None cuts the line there."""
+    pieces: list[str] = []
+    pos = 0
+    for begin, end in ranges:
+        pieces.append(line[pos:begin])
+        if end is None:
+            return "".join(pieces)
+        pieces.append(" " * (end - begin))
+        pos = end
+    pieces.append(line[pos:])
+    return "".join(pieces)
 
 
 def inline_tags(text: str) -> list[str]:
     """Tags written in prose; the caller passes only non-code, non-heading text."""
     text = _WIKILINK.sub(" ", text)
     return [t for t in _TAG.findall(text) if not t.replace("/", "").isdigit()]
+
+
+_NOT_TAG_CHAR = re.compile(r"[^\w/-]+")
+# What `escape` makes literal, and `unescape` reads back: the backslash before each character.
+_ESCAPED = re.compile(r"\\([#\[\]%^])")
+_COMMENT = re.compile(r"%%")
+_LINK_BRACKETS = re.compile(r"\[\[|\]\]")
+
+
+def valid_tag(text: str) -> str | None:
+    """`text` as a valid Obsidian tag: `#` dropped, spaces made `-`, characters other than letters,
+    digits, `_`, `-` and `/` dropped. None when nothing is left or only digits (not a tag in Obsidian)."""
+    tag = _NOT_TAG_CHAR.sub("", "-".join(text.replace("#", " ").split())).strip("-/")
+    return tag if tag and not tag.replace("/", "").isdigit() else None
+
+
+def keyword_tags(text: str) -> list[str]:
+    """A page's keywords (`coffee, espresso grinder; #brewing`) as tags: one per comma- or
+    semicolon-separated keyword (`coffee`, `espresso-grinder`, `brewing`)."""
+    tags = (valid_tag(part) for part in re.split(r"[,;]", text))
+    return list(dict.fromkeys(t for t in tags if t))
+
+
+def escape(text: str) -> str:
+    """Prose (no code) with Obsidian's syntax made literal, as Obsidian shows a backslash-escaped
+    character: `#tag` -> `\\#tag`, `[[x]]` and `![[x]]` -> `\\[\\[x\\]\\]`, `%%` -> `\\%\\%`, a trailing ` ^id`
+    -> ` \\^id`. `unescape` (which the loader applies) gives the text back."""
+    text = _LINK_BRACKETS.sub(lambda m: "\\" + m.group(0)[0] + "\\" + m.group(0)[1], text)
+    text = _COMMENT.sub(r"\\%\\%", text)
+    text = _TAG.sub(r"\\#\1", text)
+    return _BLOCK_ID.sub(lambda m: m.group(0).replace("^", "\\^", 1), text)
+
+
+def unescape(text: str) -> str:
+    """The characters `escape` protects, without their backslash: the text a reader sees."""
+    return _ESCAPED.sub(r"\1", text)
 
 
 def strip_block_ids(text: str) -> str:
