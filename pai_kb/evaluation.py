@@ -23,6 +23,9 @@ from pai_kb.errors import ConfigError
 if TYPE_CHECKING:
     from pai_kb.kb import KnowledgeBase
 
+__all__ = ["ModeFigures", "mean_metric", "mrr_at", "ndcg_at", "percentile", "read_qrels", "recall_at", "run_eval",
+           "token_f1"]
+
 Qrels = Mapping[str, Mapping[str, int]]
 Run = Mapping[str, Sequence[str]]  # query id -> ranked document ids
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -30,6 +33,8 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 @dataclass(frozen=True)
 class ModeFigures:
+    """Retrieval figures of one search mode: nDCG@10, recall@10, recall@100, MRR@10 (fractions 0-1), and
+    median and 95th-percentile query latency in milliseconds."""
     mode: str
     ndcg10: float
     recall10: float
@@ -40,6 +45,7 @@ class ModeFigures:
 
 
 def ndcg_at(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
+    """nDCG@k of `ranking` against graded judgements (doc id -> grade), 0-1; 0 when nothing is relevant."""
     dcg = sum(relevant.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranking[:k]))
     ideal = sorted((g for g in relevant.values() if g > 0), reverse=True)[:k]
     idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
@@ -47,11 +53,13 @@ def ndcg_at(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> floa
 
 
 def recall_at(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
+    """Share (0-1) of the relevant documents (grade > 0) within the first `k` of `ranking`; 0 when none is."""
     wanted = {d for d, g in relevant.items() if g > 0}
     return len(wanted & set(ranking[:k])) / len(wanted) if wanted else 0.0
 
 
 def mrr_at(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
+    """1/rank of the first relevant document (grade > 0) within the first `k`, else 0."""
     for i, doc in enumerate(ranking[:k], start=1):
         if relevant.get(doc, 0) > 0:
             return 1.0 / i
@@ -83,12 +91,15 @@ def token_f1(got: str, want: str) -> float:
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
+    """The nearest-rank `pct`-th percentile (0-100) of non-empty `values`."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))]
 
 
 # -- BEIR files ---------------------------------------------------------------------------------
 def read_jsonl(path: Path) -> Iterable[dict]:
+    """The JSON objects of a BEIR `.jsonl` file, one per non-blank line, lazily. Raises ConfigError when the
+    file cannot be read or a line is not JSON."""
     try:
         with path.open(encoding="utf-8") as handle:
             for n, line in enumerate(handle, start=1):
@@ -99,6 +110,8 @@ def read_jsonl(path: Path) -> Iterable[dict]:
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """BEIR qrels: query id -> document id -> grade, from a TSV with an optional `query-id` header. Raises
+    ConfigError when the file cannot be read or a grade is not an integer."""
     qrels: dict[str, dict[str, int]] = {}
     try:
         with path.open(encoding="utf-8", newline="") as handle:
@@ -150,11 +163,12 @@ def evaluate(search: Callable[[str, str], list[str]], queries: Mapping[str, str]
 def run_eval(kb_factory: Callable[[Path, Path], "KnowledgeBase"], corpus: Path, queries: Path, qrels: Path,
              index_dir: Path, modes: Sequence[str], progress: Callable[[int, int], None] | None = None
              ) -> tuple[list[ModeFigures], int]:
-    """Index the corpus under `index_dir` (reusing what is already there) and evaluate each mode.
+    """Write the corpus as notes in `index_dir/corpus` and index them in `index_dir/index` (reusing what
+    is already there: the two sit side by side, never one inside the other), then evaluate each mode.
     Returns the figures and the number of judged queries."""
-    vault = index_dir / "beir-corpus"
+    vault = index_dir / "corpus"
     ids = write_corpus(corpus, vault)
-    kb = kb_factory(vault, index_dir)
+    kb = kb_factory(vault, index_dir / "index")
     try:
         kb.index(progress=progress)
         texts = {str(q["_id"]): str(q["text"]) for q in read_jsonl(queries)}

@@ -10,40 +10,45 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 from pai_kb.answer import Answer, Answerer, AnswerSettings
+from pai_kb import audio, generations, self_eval
 from pai_kb.chunking import CHUNKER_VERSION
-from pai_kb import layout
-from pai_kb.config import Config
+from pai_kb.config import Config, user_cache_dir
 from pai_kb.dense import DenseIndex
 from pai_kb.embeddings import Embedder, Encoder, load_model, query_encoder
 from pai_kb.errors import ConfigError, NoteNotFound, SourceError, VaultMismatch
+from pai_kb.generations import Generation, Generations, Writer
 from pai_kb.llm import ChatModel, LLMSettings
 from pai_kb.loaders import load_bytes, read_sidecar
-from pai_kb.locking import writer_lock
 from pai_kb.manifest import SCHEMA_VERSION, Manifest
-from pai_kb.models import DocKey, Filters, Hit, HoldOut, required_text
-from pai_kb.notes import (NoteSpec, NoteText, check_relative, confined, fragment_lines, read_lines, resolve_note,
+from pai_kb.models import DocKey, Filters, Hit, HoldOut, SearchRequest, required_text
+from pai_kb.notes import (NoteSpec, NoteText, check_relative, confined, fragment_lines, resolve_note, text_lines,
                           spec_forms)
-from pai_kb import self_eval
 from pai_kb.related import RelatedNote, related
 from pai_kb.self_eval import SelfEvalReport
 from pai_kb.search import Retriever
-from pai_kb.sources import literal_pattern, scan
-from pai_kb.store import ManifestVectors, VectorStore, collection_name
+from pai_kb.sources import excluded, literal_pattern, scan
+from pai_kb.store import ManifestVectors, VectorStore
 from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, confirm, diff_stats
 from pai_kb.writeback import Written, clip_note, designated, safe_name, save_answer, write_versioned
+
+__all__ = ["KnowledgeBase", "Status"]
 
 log = logging.getLogger("pai_kb")
 
 
 @dataclass(frozen=True)
 class Status:
+    """What `KnowledgeBase.status` found: indexed files and chunks, the model, whether the settings' fingerprint
+    matches the index, index size in bytes, last sync (seconds since the epoch), what is out of date, and
+    files skipped (doc key -> why)."""
     index_dir: Path
     files: int
     chunks: int
@@ -56,90 +61,106 @@ class Status:
     exclude: dict[str, int] = field(default_factory=dict)  # pattern -> files it excludes
     verified: bool = False  # every indexed file was read and compared, not just stat-checked
     unseen: tuple[str, ...] = ()  # changed although their stat did not show it: the next sync reads them
+    local_only: int = 0  # indexed files that never leave this machine (see `privacy`)
 
 
 class KnowledgeBase:
+    """The library's one entry point: searches, answers, notes and syncs for one vault (and inbox) and its
+    index, opening heavy parts (Chroma, the model) on first use. Close it with `close`."""
     def __init__(self, config: Config, embedder: Embedder | None = None,
-                 query_encoder: Encoder | None = None, generation: Path | None = None) -> None:
+                 query_encoder: Encoder | None = None) -> None:
         self.config = config
         self._given_embedder = embedder
         self._given_query_encoder = query_encoder
-        self._given_generation = generation
+        self.generations = Generations(config.index_dir, self._open_generation)
 
-    @cached_property
+    def _open_generation(self, path: Path) -> Generation:
+        return Generation(path, self.config.chroma_url, self._encoder_for)
+
+    @property
     def generation(self) -> Path:
-        """The folder of the index's current generation (see `layout`)."""
-        return self._given_generation or layout.current(self.config.index_dir)
+        """The folder of the index's current generation (see `generations`)."""
+        return self.generations.current.path
 
     def _follow(self) -> None:
-        """A long-lived reader (the server) moves to a generation another process switched to. The old
-        one's connections are dropped, not closed: a request still using them finishes."""
-        if self._given_generation is None and layout.current(self.config.index_dir) != self.generation:
-            for name in ("generation", "manifest", "store", "dense", "retriever", "query_embedder"):
-                vars(self).pop(name, None)
+        """A long-lived reader (the server) moves to a generation another process switched to."""
+        self.generations.follow()
 
     @cached_property
     def embedder(self) -> Embedder:
+        """The model the settings name, loaded on first use (or the one given). Raises ConfigError or BadSetting
+        when the model cannot be found locally (nothing is downloaded)."""
         c = self.config
-        return self._given_embedder or load_model(c.model, c.index_dir / "onnx", c.embed_batch_size)
+        return self._given_embedder or load_model(c.model, self._model_cache, c.embed_batch_size)
 
-    @cached_property
-    def query_embedder(self) -> Encoder:
-        """The model the current generation was built with. After the settings name another model,
-        searches keep answering from the current generation, with its own model, until `index` or
-        `watch` has built the new one beside it."""
+    @property
+    def _model_cache(self) -> Path:
+        """Where model exports live: once per user, shared by every vault (not inside any index)."""
+        return (self.config.cache_dir or user_cache_dir(os.environ)) / "onnx"
+
+    def _encoder_for(self, manifest: Manifest) -> Encoder:
+        """The model a generation was built with. After the settings name another model, searches keep
+        answering from the current generation, with its own model, until `index` or `watch` has built
+        the new one beside it."""
         if self._given_query_encoder is not None:
             return self._given_query_encoder
-        built = self.manifest.get_meta("model")
+        built = manifest.get_meta("model")
         if built is None or built == self.embedder.model_id:
             return query_encoder(self.embedder)
-        return query_encoder(load_model(built, self.config.index_dir / "onnx", self.config.embed_batch_size))
+        return query_encoder(load_model(built, self._model_cache, self.config.embed_batch_size))
 
-    @cached_property
+    @property
+    def query_embedder(self) -> Encoder:
+        """What encodes queries for the current generation: the model that generation was built with."""
+        return self.generations.current.query_encoder
+
+    @property
     def manifest(self) -> Manifest:
-        return Manifest(self.generation / "manifest.sqlite3")
+        """The current generation's manifest (SQLite: files, chunks, keyword index, vectors)."""
+        return self.generations.current.manifest
 
-    @cached_property
+    @property
     def store(self) -> VectorStore | ManifestVectors:
-        """The Chroma server's collection with `index.url`; else the manifest itself (see `store`)."""
-        c = self.config
-        if c.chroma_url:
-            return VectorStore(self.generation / "chroma", c.chroma_url, collection_name(self.generation))
-        return ManifestVectors(self.manifest)
+        """The current generation's vector store: a Chroma server's collection, or the manifest's vectors."""
+        return self.generations.current.store
 
     @property
     def store_is_open(self) -> bool:
         """Whether anything so far needed the vector store (a no-op sync must not)."""
-        return "store" in vars(self)
+        return self.generations.current.store_is_open
 
     @cached_property
     def chat_model(self) -> ChatModel | None:
+        """The configured chat endpoint, or None when `llm.base_url` is not set (answers are then extractive)."""
         c = self.config
         if not c.llm_base_url:
             return None
         return ChatModel(LLMSettings(c.llm_base_url, c.llm_model, c.llm_api_key_env, c.llm_timeout, c.llm_temperature))
 
-    @cached_property
+    @property
     def dense(self) -> DenseIndex:
-        return DenseIndex(self.manifest)
+        """The current generation's in-memory dense index (exact cosine over all vectors)."""
+        return self.generations.current.dense
 
-    @cached_property
+    @property
     def retriever(self) -> Retriever:
-        return Retriever(self.manifest, self.dense, lambda: self.query_embedder)
+        """The current generation's retriever (keyword, dense, hybrid)."""
+        return self.generations.current.retriever
 
     @property
     def roots(self) -> dict[str, Path]:
+        """Root name -> folder: the vault, and the inbox when one is given or the index recorded one."""
         roots = {"vault": self.config.vault}
         inbox = self.config.inbox or self._recorded_inbox
         if inbox is not None:
             roots["inbox"] = inbox
         return roots
 
-    @cached_property
+    @property
     def _recorded_inbox(self) -> Path | None:
         """With no inbox given, the one this vault's index was built with: given once, remembered, so
         `pai-kb --vault ~/Notes search ...` needs no --inbox after an `index` that had one."""
-        if not (self.generation / "manifest.sqlite3").is_file():
+        if not self.generations.current.exists:
             return None
         recorded = self.manifest.get_meta("roots")
         inbox = json.loads(recorded).get("inbox") if recorded else None
@@ -153,100 +174,85 @@ class KnowledgeBase:
 
     @property
     def fingerprint(self) -> str:
+        """What vectors in an index depend on (model, dimension, chunker version, chunk size and overlap in
+        word-pieces, schema, store), as one string; two that differ never share an index generation."""
         e, c = self.embedder, self.config
         store = "chroma-server" if c.chroma_url else "manifest"
         return (f"{e.model_id}|dim={e.dim}|chunker={CHUNKER_VERSION}|tokens={c.chunk_tokens}|"
                 f"overlap={c.chunk_overlap}|schema={SCHEMA_VERSION}|store={store}")
 
+    def warm_up(self) -> None:
+        """Load the query encoder and the dense matrix now (a server's first search is then as quick as
+        the others); nothing to do before there is an index."""
+        if self.generations.current.exists:
+            self.query_embedder.embed(["warm up"])
+            self.dense.load()
+
     def close(self) -> None:
-        """Close the manifest's connections and stop the search threads (idempotent)."""
-        if "retriever" in vars(self):
-            self.retriever.close()
-        if "manifest" in vars(self):
-            self.manifest.close()
+        """Close the current generation: its connections and search threads (idempotent)."""
+        self.generations.close()
 
     # -- writing --------------------------------------------------------------------------------
+    @contextmanager
+    def writer(self) -> Iterator[Writer]:
+        """The writer lock and the one way to sync (`Writer.sync`, `Writer.rebuild`): `index` takes it for
+        one run, `watch` for its whole life. Raises IndexLockedError when another process writes,
+        IndexWriteError when the index folder cannot be written, ConfigError when the vault is missing."""
+        self.check_vault()
+        with self.generations.writer(lambda: self.fingerprint, self._sync_one) as writer:
+            yield writer
+
     def index(self, rebuild: bool = False, progress: Progress | None = None, allow_removal: bool = False) -> SyncReport:
         """Bring the index up to date. `rebuild` builds a new generation beside the current one and
-        switches to it when complete, so searches keep answering meanwhile."""
-        self.check_vault()
-        try:
-            with writer_lock(self.config.index_dir):
-                if rebuild:
-                    return self._build_beside(progress)
-                report = self.sync(progress=progress, allow_removal=allow_removal)
-                if not (self.config.index_dir / layout.CURRENT).exists():
-                    layout.switch(self.config.index_dir, self.generation)
-                return report
-        except (OSError, sqlite3.Error) as exc:
-            failure = layout.write_failure(exc, self.config.index_dir)
-            if failure is None:
-                raise
-            raise failure from exc
+        switches to it when complete, so searches keep answering meanwhile. Raises ConfigError (no vault),
+        VaultMismatch (index built for other folders), IndexLockedError, IndexWriteError, and MassRemoval
+        when the sync would drop most of the index and `allow_removal` is not set."""
+        with self.writer() as writer:
+            return writer.rebuild(progress) if rebuild else writer.sync(progress, allow_removal=allow_removal)
 
-    def sync(self, progress: Progress | None = None, stop: Callable[[], bool] | None = None,
-             batch_chunks: int | None = None, allow_removal: bool = False) -> SyncReport:
-        """One repair-then-sync pass (see `Syncer.run`); the caller holds `writer_lock`. When the
-        settings give another model or chunker than the current generation was built with, the pass
-        builds (or resumes) the next generation instead, and switches to it once it is complete."""
-        layout.create(self.generation)
-        self._check_roots(record=True)
-        built = self.manifest.get_meta("fingerprint")
-        if built is not None and built != self.fingerprint:
-            log.info("settings changed (%s -> %s): building a new generation beside the current one",
-                     built, self.fingerprint)
-            return self._build_beside(progress, stop, batch_chunks, resume=True)
-        self._record_fingerprint()
-        syncer = Syncer(self.config, self.manifest, lambda: self.store, self.embedder, stop, batch_chunks)
-        return syncer.run(self.roots, self.exclude, progress, allow_removal)
-
-    def _build_beside(self, progress: Progress | None, stop: Callable[[], bool] | None = None,
-                      batch_chunks: int | None = None, resume: bool = False) -> SyncReport:
-        """Build the next generation and switch to it only once complete; a stopped or killed build
-        leaves the current one in use. With `resume`, an unfinished generation built for these same
-        settings is completed rather than started again (an hour of embedding is not thrown away)."""
-        previous = self.generation
-        target = (self._unfinished() if resume else None) or layout.following(self.config.index_dir)
-        builder = KnowledgeBase(self.config, self.embedder, generation=target)
-        try:
-            report = builder.sync(progress, stop, batch_chunks, allow_removal=True)
-        except (OSError, sqlite3.Error) as exc:
-            builder.close()
-            if layout.write_failure(exc, self.config.index_dir) is not None and target != self.generation:
-                layout.prune(self.config.index_dir, keep={previous})  # a build that cannot finish frees its space
-            raise
-        finally:
-            builder.close()
-        if stop is not None and stop():
-            return report
-        layout.switch(self.config.index_dir, builder.generation)
-        layout.prune(self.config.index_dir, keep={builder.generation, previous})
-        self._follow()
+    def _sync_one(self, gen: Generation, progress: Progress | None, stop: Callable[[], bool] | None,
+                  batch_chunks: int | None, allow_removal: bool) -> SyncReport:
+        """One repair-then-sync pass of `gen` (see `Syncer.run`), which records the roots and the
+        fingerprint it is built for, then marks what is local-only."""
+        generations.create(gen.path)
+        self._check_roots(gen.manifest, record=True)
+        if gen.manifest.get_meta("fingerprint") is None:  # vectors of two models or chunkers never mix
+            gen.manifest.set_meta("fingerprint", self.fingerprint)
+            gen.manifest.set_meta("model", self.embedder.model_id)
+        syncer = Syncer(self.config, gen.manifest, lambda: gen.store, self.embedder, stop, batch_chunks)
+        report = syncer.run(self.roots, self.exclude, progress, allow_removal)
+        self._apply_privacy(gen.manifest)
         return report
 
-    def _unfinished(self) -> Path | None:
-        newest = layout.newest(self.config.index_dir)
-        if newest is None or newest == self.generation or not (newest / "manifest.sqlite3").is_file():
-            return None
-        candidate = KnowledgeBase(self.config, self.embedder, generation=newest)
-        try:
-            return newest if candidate.manifest.get_meta("fingerprint") == self.fingerprint else None
-        finally:
-            candidate.close()
+    def _apply_privacy(self, manifest: Manifest) -> None:
+        """Files whose local-only flag no longer matches their frontmatter and `privacy.local_only` (the
+        patterns changed) get it set again; a file indexed in this sync already has the right one."""
+        patterns = self.config.local_only
+        changes = {}
+        for key, (private, local) in manifest.privacy_flags().items():
+            wanted = private or (bool(patterns) and excluded(DocKey.parse(key).path, patterns))
+            if wanted != local:
+                changes[key] = wanted
+        manifest.set_local_only(changes)
+
+    def is_local_only(self, doc_key: str) -> bool:
+        """Whether the indexed file `doc_key` (`root/path`) may never leave this machine (see `privacy`)."""
+        return doc_key in self.manifest.local_only_keys()
 
     def check_vault(self) -> None:
+        """Raises ConfigError when the configured vault is not an existing folder."""
         if not self.config.vault.is_dir():
             raise ConfigError(f"vault {self.config.vault} does not exist or is not a folder: "
                               "pass --vault, set PAI_KB_VAULT, or set vault in pai-kb.toml")
 
-    def _check_roots(self, record: bool = False) -> None:
-        """An index answers for the folders it was built from, and only for them. A vault that vanished
-        is left to the sync's removal guard (the watcher pauses), so it is not checked here."""
+    def _check_roots(self, manifest: Manifest, record: bool = False) -> None:
+        """An index answers for the folders it was built from, and only for them (VaultMismatch
+        otherwise). A vault that vanished is left to the sync's removal guard (the watcher pauses)."""
         given = {name: str(path.resolve()) for name, path in self.roots.items()}
-        stored = self.manifest.get_meta("roots")
+        stored = manifest.get_meta("roots")
         if stored is None:
             if record:
-                self.manifest.set_meta("roots", json.dumps(given, sort_keys=True))
+                manifest.set_meta("roots", json.dumps(given, sort_keys=True))
             return
         built = json.loads(stored)
         if built != given:
@@ -256,37 +262,39 @@ class KnowledgeBase:
                                 "the same --vault/--inbox, another --index, or `pai-kb index --rebuild` to rebuild "
                                 "it for these folders")
 
-    def _record_fingerprint(self) -> None:
-        """Vectors from two models (or two chunkers) are never mixed: a generation keeps the settings
-        it was built with (`sync` builds another generation when they change)."""
-        if self.manifest.get_meta("fingerprint") is None:
-            self.manifest.set_meta("fingerprint", self.fingerprint)
-            self.manifest.set_meta("model", self.embedder.model_id)
-
     def _check_index(self) -> None:
         """Before reading: the vault is there, it has an index, and the index is this vault's."""
         self.check_vault()
         self._follow()
-        if not (self.generation / "manifest.sqlite3").is_file():
-            raise ConfigError(f"no index for vault {self.config.vault} at {self.config.index_dir}: run `pai-kb index` "
+        if not self.generations.current.exists:
+            raise ConfigError(f"no index yet for vault {self.config.vault} at {self.config.index_dir}: run `pai-kb index` "
                               "first, or pass the --index it was built in")
-        self._check_roots()
+        self._check_roots(self.manifest)
 
     # -- reading --------------------------------------------------------------------------------
-    def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
+    def search(self, query: str | SearchRequest, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
                filters: Filters = Filters()) -> list[Hit]:
-        required_text(query, "query")
+        """The best hits for a SearchRequest (what every interface builds), or for `query` and the other
+        arguments (checked into one the same way). Raises InvalidRequest for a blank query, an unknown
+        mode or bad text; ConfigError when there is no index; VaultMismatch when the index was built for
+        other folders."""
+        if not isinstance(query, SearchRequest):
+            required_text(query, "query")
+            query = SearchRequest(query, k, mode, per_note, filters)
         self._check_index()
-        return self.retriever.search(query, k, mode, per_note, filters)
+        return self.retriever.search(query.query, query.k, query.mode, query.per_note, query.filters)
 
     def ask(self, question: str, k: int = 8, filters: Filters = Filters(), use_llm: bool = True,
-            on_token: Callable[[str], None] | None = None) -> Answer:
+            on_token: Callable[[str], None] | None = None, remote: bool = False) -> Answer:
+        """A grounded answer (see `answer.Answerer.ask`); `remote`: it goes to a client off this machine,
+        so local-only notes are held back. Raises InvalidRequest for a blank question, ConfigError when
+        there is no index, LLMError when the model endpoint fails."""
         required_text(question, "question")
         self._check_index()
         c = self.config
         answerer = Answerer(self.retriever, AnswerSettings(c.answer_min_similarity, c.answer_context_tokens),
                             self.embedder.count_tokens, self.chat_model)
-        return answerer.ask(question, k, filters, use_llm, on_token)
+        return answerer.ask(question, k, filters, use_llm, on_token, remote)
 
     def note(self, spec: str, root: str | None = None) -> NoteText:
         """A note by path, title or alias, whole or in part, as a person pastes it: `Note`,
@@ -310,13 +318,19 @@ class KnowledgeBase:
         else:
             key = DocKey(root, form.name)
         target = confined(self.roots, key.root, key.path, self.exclude)
-        start, end = fragment_lines(target.read_text(encoding="utf-8", errors="replace"), form, key.path)
-        return read_lines(target, key.root, key.path, start, end)
+        if audio.is_recording_name(key.path):  # a recording reads as its transcript, with timestamps
+            text = audio.transcript_text(target.read_bytes())
+            if text is None:
+                raise NoteNotFound(f"{key.root}/{key.path} is not transcribed yet; run `pai-kb index`")
+        else:
+            text = target.read_text(encoding="utf-8", errors="replace")
+        start, end = fragment_lines(text, form, key.path)
+        return text_lines(text, target, key.root, key.path, start, end)
 
     def materialize(self, restore: bool = False) -> list[Written]:
         """Write every indexed inbox clip and transcript as a note in its designated vault folder. A
         note the person deleted is recorded and stays deleted unless `restore`; one item that cannot
-        be written is reported and the others still are."""
+        be written is reported and the others still are. Raises ConfigError when there is no index."""
         self._check_index()
         out = []
         c = self.config
@@ -337,22 +351,29 @@ class KnowledgeBase:
         return out
 
     def save_answer(self, answer: Answer) -> Path | None:
-        """Saved into the answers folder; an abstention is not an answer and is never saved."""
+        """Saved into the answers folder; an abstention is not an answer and is never saved (None). Raises
+        ConfigError when the answers folder leads outside the vault."""
         if answer.abstained:
             return None
         return save_answer(answer, self.config.vault, self.config.answers_folder)
 
     def related(self, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
+        """Up to `k` notes most like `note` (a path or title), best first; `new_only` leaves out notes it already
+        links to. Raises InvalidRequest for an empty name, NoteNotFound when no single indexed note answers to
+        it, ConfigError when there is no index."""
         spec_forms(note)  # refuses an empty name before anything is opened
         self._check_index()
         return related(self.manifest, self.dense, note, k, new_only)
 
     def recent(self, limit: int) -> list[dict[str, object]]:
+        """The `limit` files most recently (re)indexed, newest first: root, path, title, source_type, date,
+        indexed_at (seconds since the epoch). Raises ConfigError when there is no index."""
         self._check_index()
         return self.manifest.recent(limit)
 
     def self_evaluate(self, modes: Sequence[str], limit: int = 100) -> SelfEvalReport:
-        """Search quality on this vault, from questions the vault labels itself (see `self_eval`)."""
+        """Search quality on this vault, from questions the vault labels itself (see `self_eval`). Raises
+        ConfigError when there is no index."""
         self._check_index()
 
         def search(text: str, mode: str, hold_out: HoldOut) -> list[Hit]:
@@ -372,10 +393,9 @@ class KnowledgeBase:
         """What the index holds and what on disk it does not reflect yet: one stat walk, plus a read of
         the few files the last sync marked for recheck. With `verify`, every file is read and compared
         (the one way to see an edit that kept size, mtime and ctime, e.g. on FAT); those found are
-        marked so the next sync reads them."""
-        self.check_vault()
-        self._follow()
-        self._check_roots()
+        marked so the next sync reads them. Raises ConfigError when there is no index yet (a read never
+        creates one)."""
+        self._check_index()
         files, chunks = self.manifest.counts()
         found = scan(self.roots, self.exclude)
         indexed = self.manifest.file_states()
@@ -392,4 +412,5 @@ class KnowledgeBase:
             fingerprint_ok=stored is None or stored == self.fingerprint,
             size_bytes=sum(p.stat().st_size for p in self.config.index_dir.rglob("*") if p.is_file()),
             last_sync=float(last) if last else None, pending=pending, errors=self.manifest.file_errors(),
-            exclude=found.excluded, verified=verify, unseen=unseen)
+            exclude=found.excluded, verified=verify, unseen=unseen,
+            local_only=len(self.manifest.local_only_keys()))

@@ -38,6 +38,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+__all__ = ["STOPWORDS", "Tier", "fts_term", "parse", "plan", "segmented", "terms", "tiers"]
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
     "a an and are as at be but by can could do does did for from had has have how i if in into is it its "

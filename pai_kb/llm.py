@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from pai_kb.errors import LLMError
 from pai_kb.urls import redacted
 
+__all__ = ["ChatModel", "LLMSettings"]
+
 # The client retries 429, 5xx and dropped connections itself, with exponential backoff.
 MAX_RETRIES = 2
 
 
 @dataclass(frozen=True)
 class LLMSettings:
+    """An OpenAI-compatible chat endpoint: URL, model, the env var holding its key, timeout in seconds."""
     base_url: str
     model: str
     api_key_env: str | None = None  # no name, no key sent
@@ -28,6 +31,7 @@ class LLMSettings:
 
 
 class ChatModel:
+    """A streaming client for one chat endpoint; the API key is read from the named env var only."""
     def __init__(self, settings: LLMSettings) -> None:
         import openai
 
@@ -39,6 +43,8 @@ class ChatModel:
                                      max_retries=MAX_RETRIES)
 
     def stream(self, messages: Sequence[dict[str, str]]) -> Iterator[str]:
+        """The model's reply to `messages`, token by token as text pieces. Raises LLMError when the endpoint
+        refuses the key, lacks the model, times out, is unreachable, rate limits or answers an HTTP error."""
         import openai
 
         s = self.settings

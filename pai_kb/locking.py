@@ -11,9 +11,14 @@ from pathlib import Path
 
 from pai_kb.errors import IndexLockedError
 
+__all__ = ["writer_lock"]
+
 
 @contextmanager
 def writer_lock(index_dir: Path) -> Iterator[None]:
+    """Hold the exclusive writer lock (`INDEX/write.lock`, holding this pid) for the block, creating the
+    folder. Raises IndexLockedError at once when another process holds it; OSError when the folder cannot
+    be written."""
     index_dir.mkdir(parents=True, exist_ok=True)
     path = index_dir / "write.lock"
     handle = path.open("a+")

@@ -8,11 +8,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["ISO_DATE", "ISO_DATE_PATTERN", "MAX_K", "MODES", "SOURCE_TYPES", "Block", "Chunk", "DocKey", "Document", "Filters",
+           "Hit", "HoldOut", "SearchRequest", "checked_date", "required_text", "timestamp", "valid_text"]
+
+# Search modes: keywords and meaning fused by reciprocal rank fusion, meaning alone, keywords alone.
+MODES = ("hybrid", "dense", "keyword")
+# The most results one request may ask for (every interface).
+MAX_K = 100
+
 SOURCE_TYPES = ("note", "webclip", "transcript", "pdf")
 # More filters than this is not a person's query; bounding them keeps the SQL they become small.
 MAX_FILTERS = 32
 # The one date form a person or client gives a filter: YYYY-MM-DD (the MCP schema uses the pattern too).
-ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+ISO_DATE = r"\d{4}-\d{2}-\d{2}"
+ISO_DATE_PATTERN = rf"^{ISO_DATE}$"
 ROOTS = ("vault", "inbox")
 
 
@@ -41,11 +50,47 @@ class DocKey:
 
     @classmethod
     def parse(cls, key: str) -> "DocKey":
+        """A `root/path` string split at its first slash."""
         root, _, path = key.partition("/")
         return cls(root, path)
 
     def __str__(self) -> str:
         return f"{self.root}/{self.path}"
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search as every interface asks for it (CLI, HTTP, MCP, and the client of a running server),
+    built and checked once by `of`."""
+    query: str
+    k: int = 10
+    mode: str = "hybrid"
+    per_note: int | None = None
+    filters: "Filters" = field(default_factory=lambda: Filters())
+
+    @classmethod
+    def of(cls, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
+           types: Sequence[str] = (), tags: Sequence[str] = (), path: str | None = None,
+           since: str | None = None) -> "SearchRequest":
+        """A checked request. Raises InvalidRequest for a blank query, `k` outside 1..MAX_K, an unknown
+        mode, `per_note` below 1, or a bad filter (see `Filters.of`)."""
+        from pai_kb.errors import InvalidRequest
+
+        required_text(query, "query")
+        if not 1 <= k <= MAX_K:
+            raise InvalidRequest(f"k={k} is out of range; ask for 1 to {MAX_K} results")
+        if mode not in MODES:
+            raise InvalidRequest(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
+        if per_note is not None and per_note < 1:
+            raise InvalidRequest(f"per_note={per_note} must be 1 or more")
+        return cls(query, k, mode, per_note, Filters.of(types, tags, path, since))
+
+    def params(self) -> dict[str, Any]:
+        """The request as the HTTP API's query parameters (`GET /search`), empty values left out."""
+        f = self.filters
+        given = {"q": self.query, "k": self.k, "mode": self.mode, "per_note": self.per_note, "type": list(f.types),
+                 "tag": list(f.tags), "path": f.path, "since": f.since}
+        return {key: value for key, value in given.items() if value not in (None, [])}
 
 
 @dataclass(frozen=True)
@@ -58,12 +103,15 @@ class Filters:
 
     @property
     def active(self) -> bool:
+        """Whether any restriction is set."""
         return bool(self.types or self.tags or self.path or self.since)
 
     @classmethod
     def of(cls, types: Sequence[str] = (), tags: Sequence[str] = (), path: str | None = None,
            since: str | None = None) -> "Filters":
-        """Filters from what a person or client sent, checked: the one way every interface builds them."""
+        """Filters from what a person or client sent, checked: the one way every interface builds them.
+        Raises InvalidRequest for an unknown type, over 32 type and tag filters, a `since` that is not a
+        YYYY-MM-DD date, text that is not valid Unicode, an empty tag or an unbalanced `[` in `path`."""
         from pai_kb.errors import InvalidRequest
 
         unknown = [t for t in types if t not in SOURCE_TYPES]
@@ -99,7 +147,7 @@ class Filters:
 
 def valid_text(value: str, what: str) -> str:
     """Text a client sent, refused when it is not valid Unicode (a lone surrogate from a JSON `\\ud800`),
-    which SQLite and the tokenizer cannot take."""
+    which SQLite and the tokenizer cannot take. Raises InvalidRequest naming `what`."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -147,6 +195,8 @@ class Block:
 
 @dataclass(frozen=True)
 class Document:
+    """One loaded file: where it is, its title and type, its blocks with their source lines, and what the
+    frontmatter and links gave (aliases, tags, link targets, URL); `warnings` are what loading dropped."""
     root: str  # the name of the root it came from: "vault" or "inbox"
     path: str  # POSIX path relative to that root
     title: str
@@ -161,11 +211,14 @@ class Document:
 
     @property
     def key(self) -> str:
+        """The document's `root/path` key."""
         return str(DocKey(self.root, self.path))
 
 
 @dataclass(frozen=True)
 class Chunk:
+    """One indexed passage of a document: what is shown (`text`), what is embedded (`embed_text`), its
+    1-based inclusive source lines (pages for a PDF) and, for a transcript, its start and end in seconds."""
     id: str
     doc_key: str
     ordinal: int
@@ -181,18 +234,24 @@ class Chunk:
     url: str | None = None
     start_s: float | None = None
     end_s: float | None = None
+    # Its note is marked local-only (`private: true`, or a `privacy.local_only` pattern): searchable here,
+    # never sent to a model off this machine, an MCP client, a hook's output or a remote HTTP client.
+    local_only: bool = False
 
     @property
     def root(self) -> str:
+        """The root the chunk's file is under (`vault` or `inbox`)."""
         return DocKey.parse(self.doc_key).root
 
     @property
     def path(self) -> str:
+        """The chunk's file path relative to its root."""
         return DocKey.parse(self.doc_key).path
 
 
 @dataclass(frozen=True)
 class Hit:
+    """A chunk in a result list: its score (RRF, BM25 or cosine by mode), 1-based rank and dense similarity."""
     chunk: Chunk
     score: float
     rank: int

@@ -19,6 +19,9 @@ from pai_kb.errors import InvalidRequest, NoteNotFound
 from pai_kb.models import DocKey
 from pai_kb.sources import is_candidate
 
+__all__ = ["NoteSpec", "NoteText", "check_relative", "confined", "fragment_lines", "resolve_note", "spec_forms",
+           "text_lines"]
+
 _LINES = re.compile(r"^(?P<name>.+?):(?P<start>\d+)(?:-(?P<end>\d+))?$")
 _LINK = re.compile(r"^!?\[\[(?P<inner>[^\[\]]+)\]\]$")
 _HEADING = re.compile(r"^ {0,3}(?P<marks>#{1,6})[ \t]+(?P<text>.*?)(?:[ \t]+#+)?[ \t]*$")
@@ -117,6 +120,8 @@ def _block(lines: list[str], block_id: str, where: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class NoteText:
+    """A note's text as read: whole or the requested 1-based inclusive lines, with the file's size in bytes
+    and mtime in seconds since the epoch."""
     root: str
     path: str
     text: str  # the whole file, or the requested lines
@@ -127,7 +132,8 @@ class NoteText:
 
 
 def split_range(spec: str) -> tuple[str, int | None, int | None]:
-    """`Note`, `Note:12` or `Note:12-30` → (name, first line, last line)."""
+    """`Note`, `Note:12` or `Note:12-30` → (name, first line, last line). Raises InvalidRequest when the
+    range is empty (first line 0, or last before first)."""
     found = _LINES.match(spec)
     if not found:
         return spec, None, None
@@ -178,13 +184,15 @@ def _suggest(wanted: str, titles: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def check_relative(path: str) -> None:
-    """A name that tries to leave its root is refused before anything is looked up."""
+    """A name that tries to leave its root is refused before anything is looked up: raises
+    InvalidRequest for an empty, absolute or `..` path, or one holding NUL."""
     if not path or PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts or "\x00" in path:
         raise InvalidRequest("path must be relative to the vault or inbox, without '..'")
 
 
 def confined(roots: Mapping[str, Path], root: str, path: str, exclude: tuple[str, ...]) -> Path:
-    """The file at `path` under the named root, if pai-kb would index it; else an error."""
+    """The file at `path` under the named root, if pai-kb would index it. Raises InvalidRequest for an
+    unknown root or a path leaving it, NoteNotFound when no indexable file is there."""
     if root not in roots:
         raise InvalidRequest(f"unknown root '{root}'; use one of {', '.join(roots)}")
     check_relative(path)
@@ -196,7 +204,14 @@ def confined(roots: Mapping[str, Path], root: str, path: str, exclude: tuple[str
 
 
 def read_lines(target: Path, root: str, path: str, start: int | None, end: int | None) -> NoteText:
-    text = target.read_text(encoding="utf-8", errors="replace")
+    """`target`'s text (undecodable bytes replaced), whole when `start`/`end` are None, else lines `start`..
+    `end` (1-based, inclusive, `end` capped at the last line). Raises InvalidRequest when `start` is past
+    the end."""
+    return text_lines(target.read_text(encoding="utf-8", errors="replace"), target, root, path, start, end)
+
+
+def text_lines(text: str, target: Path, root: str, path: str, start: int | None, end: int | None) -> NoteText:
+    """As `read_lines`, for `text` that stands for the file `target` (a recording's transcript)."""
     stat = target.stat()
     lines = text.split("\n")
     if start is None or end is None:

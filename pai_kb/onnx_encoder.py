@@ -13,10 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+__all__ = ["OnnxEncoder", "optimized_path"]
+
 BATCH_SIZE = 16  # measured best of 8/16/32/64 on 2 cores once texts are sorted by length
 
 
 class OnnxEncoder:
+    """An exported sentence-transformers model run by onnxruntime: texts truncated to `max_length` tokens,
+    batched by length. Importing it needs neither torch nor sentence-transformers."""
     def __init__(self, onnx_path: Path, tokenizer_path: Path, max_length: int, threads: int | None = None,
                  batch_size: int = BATCH_SIZE, keep_optimized: bool = True) -> None:
         from tokenizers import Tokenizer
@@ -28,6 +32,8 @@ class OnnxEncoder:
         self.batch_size = batch_size
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, in the order given, as the export computes it (mean pooled, L2-normalised);
+        [] for no texts."""
         import numpy as np
 
         if not texts:
@@ -57,6 +63,7 @@ class OnnxEncoder:
 
 
 def optimized_path(onnx_path: Path) -> Path:
+    """Where the graph-optimised copy of `onnx_path` is kept: beside it, `NAME.optimized.onnx`."""
     return onnx_path.with_name(f"{onnx_path.stem}.optimized.onnx")
 
 

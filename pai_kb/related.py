@@ -13,12 +13,16 @@ from pai_kb.manifest import Manifest
 from pai_kb.models import DocKey
 from pai_kb.notes import resolve_note
 
+__all__ = ["RelatedNote", "related"]
+
 _NEIGHBOURS = 30
 _EXTRA_MATCH = 0.02
 
 
 @dataclass(frozen=True)
 class RelatedNote:
+    """A note related to another: its doc key, title, score (best cosine plus 0.02 per further matching chunk)
+    and whether the first note already links to it."""
     doc_key: str
     title: str
     score: float
@@ -26,10 +30,12 @@ class RelatedNote:
 
     @property
     def key(self) -> DocKey:
+        """The note's root and path."""
         return DocKey.parse(self.doc_key)
 
     @property
     def path(self) -> str:
+        """The note's path relative to its root."""
         return self.key.path
 
 
@@ -51,6 +57,8 @@ def linked_keys(links: Sequence[str], documents: Mapping[str, tuple[str, list[st
 
 
 def related(manifest: Manifest, dense: DenseIndex, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
+    """Up to `k` notes most like `note` (a path or title), best first; `new_only` leaves out those it links to.
+    Raises NoteNotFound when no single indexed note answers to `note`."""
     documents = manifest.documents()
     key = resolve_note(note, {k: title for k, (title, _) in documents.items()})
     linked = linked_keys(documents[key][1], documents)

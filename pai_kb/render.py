@@ -13,7 +13,7 @@ from typing import Any
 
 from typing import TYPE_CHECKING
 
-from pai_kb.models import Chunk, DocKey, Hit, timestamp
+from pai_kb.models import Chunk, DocKey, Hit, SearchRequest, timestamp
 
 if TYPE_CHECKING:  # types only: a search through a running server must not import the whole library
     from pai_kb.answer import Answer, Source
@@ -23,6 +23,10 @@ if TYPE_CHECKING:  # types only: a search through a running server must not impo
     from pai_kb.related import RelatedNote
     from pai_kb.self_eval import SelfEvalReport
     from pai_kb.sync import SyncReport
+
+__all__ = ["JsonLogFormatter", "answer_dict", "answer_text", "dumps", "eval_dict", "eval_text", "hits_from_json",
+           "hyperlink", "inert", "note_dict", "related_dict", "request_dict", "related_text", "report_dict", "report_text",
+           "search_dict", "search_text", "self_eval_dict", "self_eval_text", "status_dict", "status_text"]
 
 _SNIPPET = 240
 # Control characters (C0 but newline and tab, DEL, C1): in a note title, a clip's URL or a model's
@@ -49,16 +53,27 @@ def hyperlink(text: str, uri: str | None) -> str:
 
 
 def hit_dict(hit: Hit, vault: str | None = None) -> dict[str, Any]:
+    """One search hit as its JSON object: rank, score (6 decimals), place (path, root, lines, seconds), text,
+    chunk id, `obsidian_uri` (None outside the vault), the dense cosine `similarity` (None when the dense
+    arm did not see it) and `local_only` (see `privacy`)."""
     c = hit.chunk
     return {
         "rank": hit.rank, "score": round(hit.score, 6), "path": c.path, "root": c.root, "title": c.title,
         "heading": c.heading, "line_start": c.line_start, "line_end": c.line_end,
         "source_type": c.source_type, "tags": list(c.tags), "text": c.text, "url": c.url,
         "start_s": c.start_s, "end_s": c.end_s, "chunk_id": c.id, "obsidian_uri": obsidian_uri(vault, c),
+        "similarity": None if hit.similarity is None else round(hit.similarity, 6), "local_only": c.local_only,
     }
 
 
+def request_dict(request: SearchRequest, hits: Sequence[Hit], vault: str | None = None) -> dict[str, Any]:
+    """What `search --json` prints for `request`: the request echoed, then the results."""
+    return search_dict(request.query, hits, vault=vault, mode=request.mode, k=request.k, per_note=request.per_note,
+                       filters=vars(request.filters))
+
+
 def search_dict(query: str, hits: Sequence[Hit], vault: str | None = None, **echo: Any) -> dict[str, Any]:
+    """The `search --json` payload: `query`, the `echo` fields as given, and `results` (one `hit_dict` each)."""
     return {"query": query, **echo, "results": [hit_dict(h, vault) for h in hits]}
 
 
@@ -80,6 +95,8 @@ def hits_from_json(payload: dict[str, Any]) -> list[Hit]:
 
 
 def search_text(hits: Sequence[Hit], vault: str | None = None, links: bool = False) -> str:
+    """Hits as numbered blocks (citation, score, heading, a snippet of at most 240 characters), control
+    characters made inert; "No results." when there are none. `links`: citations as Obsidian hyperlinks."""
     if not hits:
         return "No results."
     blocks = []
@@ -93,6 +110,8 @@ def search_text(hits: Sequence[Hit], vault: str | None = None, links: bool = Fal
 
 
 def citation(hit: Hit) -> str:
+    """Where a hit is, as a person cites it: `path:START-END` (lines), `path p. N-M` for a PDF, then
+    `@ HH:MM:SS` for a transcript cue and the clip's URL when it has one."""
     c = hit.chunk
     if c.source_type == "pdf":
         pages = f"{c.line_start}-{c.line_end}" if c.line_end != c.line_start else f"{c.line_start}"
@@ -104,16 +123,20 @@ def citation(hit: Hit) -> str:
 
 
 def report_text(report: SyncReport) -> str:
+    """A sync report as one line of counts (files, chunks) and its duration in seconds."""
     return (f"{report.added} added, {report.updated} updated, {report.moved} moved, {report.removed} removed, "
             f"{report.unchanged} unchanged, {report.skipped} skipped files; {report.chunks_embedded} chunks "
             f"embedded, {report.chunks_reused} reused, {report.chunks_total} in index; {report.seconds:.2f} s")
 
 
 def report_dict(report: SyncReport) -> dict[str, Any]:
+    """A sync report's fields as a JSON object (counts, `seconds`)."""
     return dict(vars(report))
 
 
 def status_dict(status: Status) -> dict[str, Any]:
+    """The `status --json` payload: counts, index size in bytes, last sync as ISO 8601 (None before any), what
+    is out of date by kind, skipped files with why, and per exclude pattern the number of files it excludes."""
     pending = status.pending
     return {
         "index": str(status.index_dir), "files": status.files, "chunks": status.chunks, "model": status.model,
@@ -124,15 +147,19 @@ def status_dict(status: Status) -> dict[str, Any]:
         "exclude": [{"pattern": p, "files": n} for p, n in status.exclude.items()],
         "verified": status.verified,
         "changed_unseen_by_stat": list(status.unseen),
+        "local_only": status.local_only,
     }
 
 
 def status_text(status: Status) -> str:
+    """`status_dict` as aligned lines for a terminal (at most 20 keys listed per kind), control characters
+    made inert."""
     d = status_dict(status)
     stale = d["out_of_date"]
     lines = [
         f"index:      {d['index']}",
-        f"files:      {d['files']}   chunks: {d['chunks']}   size: {d['size_bytes'] / 1e6:.1f} MB",
+        f"files:      {d['files']}   chunks: {d['chunks']}   size: {d['size_bytes'] / 1e6:.1f} MB"
+        f"   local-only: {d['local_only']}",
         f"model:      {d['model'] or '(none yet)'}" + ("" if d["model_matches_settings"] else
                                                      "  (settings name another model or chunker: "
                                                      "`pai-kb index` builds that generation beside this one)"),
@@ -159,12 +186,15 @@ def _iso(ts: float | None) -> str | None:
 
 
 def related_dict(note: str, notes: Sequence[RelatedNote], vault: str | None = None) -> dict[str, Any]:
+    """The `related --json` payload: `note` as asked and `results`, each with rank, score (6 decimals), path,
+    root, title, `linked` and `obsidian_uri`."""
     results = [{"rank": i, "score": round(n.score, 6), "path": n.path, "root": n.key.root, "title": n.title,
                 "linked": n.linked, "obsidian_uri": obsidian_uri(vault, n.key)} for i, n in enumerate(notes, start=1)]
     return {"note": note, "results": results}
 
 
 def related_text(notes: Sequence[RelatedNote]) -> str:
+    """Related notes as numbered lines (path, score, whether already linked); "No related notes." when none."""
     if not notes:
         return "No related notes."
     return "\n".join(f"{i}. {inert(n.path)}  [{n.score:.3f}]{'  (already linked)' if n.linked else ''}"
@@ -172,10 +202,13 @@ def related_text(notes: Sequence[RelatedNote]) -> str:
 
 
 def eval_dict(figures: Sequence[ModeFigures], judged: int) -> dict[str, Any]:
+    """The `eval --json` payload: number of judged queries and one object of figures per mode."""
     return {"queries": judged, "modes": [vars(f) for f in figures]}
 
 
 def eval_text(figures: Sequence[ModeFigures], judged: int) -> str:
+    """The evaluation figures as a table: one row per mode (nDCG@10, R@10, R@100, MRR@10 as 0-1 fractions,
+    p50 and p95 latency in milliseconds)."""
     lines = [f"{judged} judged queries",
              f"{'mode':<8} {'nDCG@10':>8} {'R@10':>7} {'R@100':>7} {'MRR@10':>7} {'p50 ms':>8} {'p95 ms':>8}"]
     lines += [f"{f.mode:<8} {f.ndcg10:8.4f} {f.recall10:7.4f} {f.recall100:7.4f} {f.mrr10:7.4f} "
@@ -184,6 +217,8 @@ def eval_text(figures: Sequence[ModeFigures], judged: int) -> str:
 
 
 def self_eval_dict(report: SelfEvalReport) -> dict[str, Any]:
+    """The self-evaluation payload: question counts by kind, probe count, figures per mode and question
+    group, the abstention figures (fractions 0-1) at the suggested and current thresholds, seconds taken."""
     return {"questions": report.questions, "probes": report.probes,
             "figures": [vars(f) for f in report.figures],
             "abstention": {"suggested_min_similarity": report.threshold,
@@ -196,6 +231,8 @@ def self_eval_dict(report: SelfEvalReport) -> dict[str, Any]:
 
 
 def self_eval_text(report: SelfEvalReport) -> str:
+    """The self-evaluation as a table of hit@5 and MRR@10 per mode and question group, then one line on
+    abstention at the current and the suggested `answer.min_similarity`."""
     asked = ", ".join(f"{n} {kind}" for kind, n in report.questions.items())
     lines = [f"questions from this vault: {asked}; {report.probes} off-topic probes ({report.seconds:.0f} s)",
              f"{'mode':<8} {'questions':<16} {'n':>5} {'hit@5':>7} {'MRR@10':>7}"]
@@ -211,11 +248,13 @@ class JsonLogFormatter(logging.Formatter):
     """One JSON object per log line, for log shippers."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """`record` as one JSON object: local ISO 8601 time, lower-case level, message."""
         return json.dumps({"time": dt.datetime.fromtimestamp(record.created).astimezone().isoformat(),
                            "level": record.levelname.lower(), "message": record.getMessage()}, ensure_ascii=False)
 
 
 def source_citation(source: Source) -> str:
+    """An answer source's citation (see `citation`), over the lines of all the chunks merged into it."""
     c = source.first
     hit = Hit(chunk=c, score=0.0, rank=source.n)
     if source.line_start == c.line_start and source.line_end == c.line_end:
@@ -226,6 +265,9 @@ def source_citation(source: Source) -> str:
 
 
 def answer_dict(answer: Answer, vault: str | None = None) -> dict[str, Any]:
+    """The `ask --json` payload: question, answer text, the citations shown (place, chunk ids, Obsidian URI),
+    model, abstained/extractive/grounded flags, invalid citation numbers removed, the best cosine
+    similarity (4 decimals, None when no dense hit) and the number of local-only passages withheld."""
     return {
         "question": answer.question, "answer": answer.text, "grounded": answer.grounded,
         "citations": [{"n": s.n, "path": s.first.path, "root": s.first.root, "heading": s.first.heading,
@@ -236,6 +278,7 @@ def answer_dict(answer: Answer, vault: str | None = None) -> dict[str, Any]:
         "model": answer.model, "abstained": answer.abstained, "extractive": answer.extractive,
         "invalid_citations": answer.invalid,
         "best_similarity": None if answer.best_similarity is None else round(answer.best_similarity, 4),
+        "withheld": answer.withheld,
     }
 
 
@@ -256,5 +299,7 @@ def answer_text(answer: Answer, streamed: bool, vault: str | None = None, links:
 
 
 def note_dict(note: NoteText) -> dict[str, Any]:
+    """The `get --json` payload: root, path, the 1-based inclusive lines returned, file size in bytes,
+    mtime (seconds since the epoch) and the text."""
     return {"root": note.root, "path": note.path, "line_start": note.line_start, "line_end": note.line_end,
             "size": note.size, "mtime": note.mtime, "text": note.text}

@@ -17,9 +17,10 @@ from pai_kb.dense import DenseIndex
 from pai_kb.embeddings import Encoder
 from pai_kb.errors import InvalidRequest
 from pai_kb.manifest import Manifest
-from pai_kb.models import Chunk, Filters, Hit, HoldOut, valid_text
+from pai_kb.models import MODES, Chunk, Filters, Hit, HoldOut, valid_text
 
-MODES = ("hybrid", "dense", "keyword")
+__all__ = ["Retriever", "rrf", "select"]
+
 RRF_K = 60
 # Each ranking contributes this many candidates to fusion: deep enough that a passage ranked well by
 # one method but poorly by the other still competes.
@@ -27,6 +28,8 @@ _CANDIDATES = 50
 
 
 def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: item -> sum of 1/(k + rank) over the rankings it is in, as (item, score)
+    best first, ties broken by item."""
     scores: dict[str, float] = {}
     for ranking in rankings:
         for rank, item in enumerate(ranking, start=1):
@@ -35,6 +38,7 @@ def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[tuple[str, fl
 
 
 def overlaps(a: Chunk, b: Chunk) -> bool:
+    """Whether two chunks of the same file share at least one source line."""
     return a.doc_key == b.doc_key and a.line_start <= b.line_end and b.line_start <= a.line_end
 
 
@@ -67,6 +71,7 @@ def select(ranked: Sequence[tuple[Chunk, float]], k: int, per_note: int | None =
 
 
 class Retriever:
+    """Keyword, dense and hybrid search over one index generation; results hydrated from the manifest."""
     def __init__(self, manifest: Manifest, dense: DenseIndex, embedder: Callable[[], Encoder]) -> None:
         self.manifest = manifest
         self.dense = dense
@@ -81,6 +86,9 @@ class Retriever:
 
     def search(self, query: str, k: int = 10, mode: str = "hybrid", per_note: int | None = None,
                filters: Filters = Filters(), hold_out: HoldOut = HoldOut()) -> list[Hit]:
+        """The best `k` hits for `query` by `mode`, at most `per_note` per note, each with its dense cosine
+        similarity when the dense arm saw it; `hold_out` leaves parts out (see `HoldOut`). Raises InvalidRequest
+        for an unknown mode or text that is not valid Unicode."""
         if mode not in MODES:
             raise InvalidRequest(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
         valid_text(query, "the query")

@@ -32,6 +32,9 @@ from pai_kb.loaders.obsidian import parse_links
 from pai_kb.manifest import Manifest
 from pai_kb.models import Chunk, HoldOut, Hit
 
+__all__ = ["SelfEvalReport", "alias_questions", "best_threshold", "evaluate", "heading_questions", "hit_and_rank",
+           "informative", "link_questions", "without_heading"]
+
 KINDS = ("alias", "link", "heading")
 PROBES = (
     "What is the melting point of tungsten?", "Who won the 1966 FIFA World Cup final?",
@@ -51,6 +54,8 @@ _SearchFn = Callable[[str, str, HoldOut], list[Hit]]
 
 @dataclass(frozen=True)
 class Question:
+    """A question derived from the vault (`kind`: alias, link or heading) whose answer is note `doc_key`, and
+    what the search must do without so the question cannot find itself."""
     kind: str
     text: str
     doc_key: str
@@ -59,6 +64,7 @@ class Question:
 
 @dataclass(frozen=True)
 class Figure:
+    """hit@5 and MRR@10 (fractions 0-1) of one mode over one group of `questions` questions."""
     mode: str
     group: str  # "all", a question kind, or "type:" + the answer's source type
     questions: int
@@ -68,6 +74,9 @@ class Figure:
 
 @dataclass(frozen=True)
 class SelfEvalReport:
+    """The self-evaluation: questions asked by kind, figures per mode and group, the number of off-topic
+    probes, the suggested and the configured abstention thresholds (cosine) with the shares (0-1) of vault
+    questions answered and probes abstained on at each, and the seconds taken."""
     questions: dict[str, int]
     figures: list[Figure]
     probes: int
@@ -87,6 +96,7 @@ def informative(label: str, names: Sequence[str]) -> bool:
 
 
 def alias_questions(chunks: Sequence[Chunk]) -> list[Question]:
+    """One question per informative frontmatter alias (the alias column held out), duplicates dropped."""
     return _unique([Question("alias", alias, c.doc_key, HoldOut(columns=("aliases",)))
                     for c in chunks for alias in c.aliases if informative(alias, (c.title, _stem(c.doc_key)))])
 
@@ -138,6 +148,7 @@ def _unique(questions: list[Question]) -> list[Question]:
 
 
 def sample(questions: list[Question], limit: int, seed: int = 0) -> list[Question]:
+    """At most `limit` of `questions`, chosen by a shuffle seeded with `seed` (the same every run)."""
     ordered = sorted(questions, key=lambda q: (q.text, q.doc_key))
     random.Random(seed).shuffle(ordered)
     return ordered[:limit]
@@ -162,6 +173,7 @@ def best_threshold(vault: Sequence[float], probes: Sequence[float]) -> float:
 
 
 def shares(vault: Sequence[float], probes: Sequence[float], threshold: float) -> tuple[float, float]:
+    """(share of vault questions with similarity >= `threshold`, share of probes below it), each 0-1."""
     answered = sum(s >= threshold for s in vault) / len(vault) if vault else 0.0
     abstained = sum(s < threshold for s in probes) / len(probes) if probes else 0.0
     return answered, abstained

@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 from importlib import resources
-import ipaddress
 import json
+import logging
 import math
 import queue
 import re
@@ -36,8 +36,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
-from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal, TypeVar
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from urllib.parse import urlsplit
 
@@ -53,10 +53,9 @@ from pai_kb.client import advertised, new_key, proof
 from pai_kb.errors import (ConfigError, IndexLockedError, InvalidRequest, LLMError,
                            NoteNotFound, PaiKbError)
 from pai_kb.kb import KnowledgeBase
-from pai_kb.models import Filters, checked_date
-from pai_kb.search import MODES
+from pai_kb.models import MAX_K, MODES, Filters, SearchRequest, checked_date
+from pai_kb.privacy import is_loopback_host, withhold
 
-MAX_K = 100
 MAX_BODY_BYTES = 64 * 1024
 # uvicorn waits this long for requests in flight (an answer still being written) once asked to stop.
 SHUTDOWN_GRACE_S = 0.5
@@ -90,16 +89,8 @@ def host_name(header: str) -> str | None:
     return match["name"].strip("[]").lower() if match else None
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class SearchBody(BaseModel):
+    """A POST /search body: what `pai-kb search` takes, checked by its schema (422 otherwise)."""
     query: str = Field(max_length=2000)  # blank: refused by the library, in its words
     k: int = Field(10, ge=1, le=MAX_K)
     mode: Mode = "hybrid"
@@ -111,6 +102,7 @@ class SearchBody(BaseModel):
 
 
 class AskBody(BaseModel):
+    """A POST /ask body: what `pai-kb ask` takes, plus `stream` for server-sent events."""
     question: str = Field(max_length=2000)
     k: int = Field(8, ge=1, le=50)
     no_llm: bool = False
@@ -121,7 +113,13 @@ class AskBody(BaseModel):
     since: Date = None
 
 
+def remote(request: Request) -> bool:
+    """Whether the client is off this machine: local-only notes are then held back (see `privacy`)."""
+    return not is_loopback_host(request.client.host if request.client else None)
+
+
 def status_of(exc: PaiKbError) -> int:
+    """The HTTP status of a library error, by its type (the first match in `STATUS`)."""
     return next(code for kind, code in STATUS if isinstance(exc, kind))
 
 
@@ -164,6 +162,7 @@ class AskPool:
 
     @property
     def retry_after(self) -> int:
+        """Seconds a refused client should wait: the recent mean time of an answer, at least 1."""
         return max(1, math.ceil(self._mean_s))
 
     def close(self) -> None:
@@ -199,10 +198,11 @@ class Guard:
         self.origins = set(origins)
 
     def refusal(self, headers: dict[str, str]) -> tuple[int, str] | None:
+        """(status, reason) when the Host or Origin of a request is not allowed (421, 403), else None."""
         host = headers.get("host", "")
         name = host_name(host) or ""
         wildcard = self.bind_host in ("0.0.0.0", "::")  # reachable by any name; the token guards it
-        if not (is_loopback(name) or name == self.bind_host or wildcard):
+        if not (is_loopback_host(name) or name == self.bind_host or wildcard):
             return 421, f"this server answers to 127.0.0.1 or localhost, not to Host '{host}'"
         origin = headers.get("origin")
         if origin and origin not in self.origins and urlsplit(origin).netloc != host:
@@ -251,14 +251,17 @@ async def _read_capped(receive: Any) -> bytes | None:
 
 
 def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "127.0.0.1",
-               identity_key: str | None = None) -> FastAPI:
+               identity_key: str | None = None, mcp: Mountable | None = None) -> FastAPI:
+    """The API app. `mcp`: an MCP Streamable HTTP endpoint (mcp_server.HttpEndpoint) served at /mcp behind
+    the same Guard and token as every route; its lifespan runs with the app's."""
     # /docs and /redoc load their scripts from a CDN, so offline they are blank pages: off. The OpenAPI
     # document itself is served at /openapi.json.
     asking = AskPool(kb.config.ask_workers, kb.config.ask_queue)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with mcp.lifespan() if mcp else nullcontext():
+            yield
         asking.close()
 
     app = FastAPI(title="pai-kb", version=_version(), docs_url=None, redoc_url=None, lifespan=lifespan,
@@ -290,6 +293,8 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
                                 headers={"WWW-Authenticate": "Bearer"})
 
     guard = [Depends(authorised)]
+    if mcp:
+        app.add_route("/mcp", _Bearer(mcp, token), methods=["GET", "POST", "DELETE"], include_in_schema=False)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -317,43 +322,80 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
         return render.status_dict(kb.status())
 
     @app.get("/search", dependencies=guard)
-    def search_get(q: str = Query(max_length=2000), k: int = Query(10, ge=1, le=MAX_K),
+    def search_get(request: Request, q: str = Query(max_length=2000), k: int = Query(10, ge=1, le=MAX_K),
                    mode: Mode = "hybrid", per_note: int | None = Query(None, ge=1),
                    type: list[str] = Query([]), tag: list[str] = Query([]), path: str | None = None,
                    since: Annotated[str | None, Query(), AfterValidator(real_date)] = None) -> dict[str, Any]:
         return search_post(SearchBody(query=q, k=k, mode=mode, per_note=per_note, types=type, tags=tag,
-                                      path=path, since=since))
+                                      path=path, since=since), request)
 
     @app.post("/search", dependencies=guard)
-    def search_post(body: SearchBody) -> dict[str, Any]:
-        filters = Filters.of(body.types, body.tags, body.path, body.since)
-        hits = kb.search(body.query, k=body.k, mode=body.mode, per_note=body.per_note, filters=filters)
-        return render.search_dict(body.query, hits, vault=vault, mode=body.mode, k=body.k, per_note=body.per_note,
-                                  filters=vars(filters))
+    def search_post(body: SearchBody, request: Request) -> dict[str, Any]:
+        asked = SearchRequest.of(body.query, body.k, body.mode, body.per_note, body.types, body.tags, body.path,
+                                 body.since)
+        hits = kb.search(asked)
+        hits, withheld = withhold(hits) if remote(request) else (hits, 0)
+        return {**render.request_dict(asked, hits, vault), "withheld": withheld}
 
     # Async, so a waiting answer holds no thread of the pool that runs the other routes: the work itself
     # runs in `asking`, bounded (see AskPool).
     @app.post("/ask", dependencies=guard, responses={503: {"description": "every answer slot is taken; "
                                                                           "see Retry-After"}})
-    async def ask(body: AskBody) -> Any:
+    async def ask(body: AskBody, request: Request) -> Any:
         filters = Filters.of(body.types, body.tags, body.path, body.since)
+        off = remote(request)
         try:
             if body.stream:
-                return StreamingResponse(_sse(asking, kb, body, filters), media_type="text/event-stream")
-            answer = asking.submit(lambda: kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm))
+                return StreamingResponse(_sse(asking, kb, body, filters, off), media_type="text/event-stream")
+            answer = asking.submit(lambda: kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm,
+                                                  remote=off))
         except PoolFull as exc:
             return _busy(exc)
         return render.answer_dict(await asyncio.wrap_future(answer), vault)
 
     @app.get("/notes/{path:path}", dependencies=guard)
-    def note(path: str, root: str | None = None) -> dict[str, Any]:
-        return render.note_dict(kb.note(path, root=root))
+    def note(path: str, request: Request, root: str | None = None) -> dict[str, Any]:
+        found = kb.note(path, root=root)
+        if remote(request) and kb.is_local_only(f"{found.root}/{found.path}"):
+            raise NoteNotFound(f"'{path}' is local-only: it is served only to this machine")
+        return render.note_dict(found)
 
     @app.get("/related", dependencies=guard)
-    def related(note: str = Query(min_length=1), k: int = Query(10, ge=1, le=MAX_K), new_only: bool = False) -> dict[str, Any]:
-        return render.related_dict(note, kb.related(note, k=k, new_only=new_only), vault)
+    def related(request: Request, note: str = Query(min_length=1), k: int = Query(10, ge=1, le=MAX_K),
+                new_only: bool = False) -> dict[str, Any]:
+        found = kb.related(note, k=k, new_only=new_only)
+        if remote(request):
+            hidden = kb.manifest.local_only_keys()
+            found = [r for r in found if r.doc_key not in hidden]
+        return render.related_dict(note, found, vault)
 
     return app
+
+
+class Mountable(Protocol):
+    """An ASGI app with a lifespan to run around serving (mcp_server.HttpEndpoint)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]:
+        """Entered once around serving; the app answers only inside it."""
+
+
+class _Bearer:
+    """An ASGI app behind the bearer token when one is set: 401 otherwise, as every other route answers.
+    (A class, not a function: Starlette mounts an instance as a raw ASGI app.)"""
+
+    def __init__(self, inner: Mountable, token: str | None) -> None:
+        self.inner = inner
+        self.token = token
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        given = Request(scope).headers.get("authorization", "")
+        if self.token is not None and not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            refusal = JSONResponse({"detail": "missing or wrong bearer token (PAI_KB_TOKEN)"}, status_code=401,
+                                   headers={"WWW-Authenticate": "Bearer"})
+            return await refusal(scope, receive, send)
+        await self.inner(scope, receive, send)
 
 
 _PAGE_TYPES = {"index.html": "text/html", "page.js": "text/javascript", "page.css": "text/css"}
@@ -374,12 +416,12 @@ def _page_file(name: str) -> Response:
 
 
 def _version() -> str:
-    from importlib.metadata import version
+    from pai_kb import __version__
 
-    return version("pai-kb")
+    return __version__
 
 
-def _sse(pool: AskPool, kb: KnowledgeBase, body: AskBody, filters: Filters) -> AsyncIterator[str]:
+def _sse(pool: AskPool, kb: KnowledgeBase, body: AskBody, filters: Filters, off: bool) -> AsyncIterator[str]:
     """Server-sent events: `token` events while the model writes, then one `answer` event (the JSON of
     `pai-kb ask --json`), or an `error` event. The answer is admitted to `pool` here, before the
     response starts, so a full pool is a 503 (PoolFull) rather than a stream that never begins."""
@@ -392,7 +434,7 @@ def _sse(pool: AskPool, kb: KnowledgeBase, body: AskBody, filters: Filters) -> A
     def work() -> None:
         try:
             answer = kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm,
-                            on_token=lambda t: put(("token", json.dumps(t))))
+                            on_token=lambda t: put(("token", json.dumps(t))), remote=off)
             put(("answer", render.dumps(render.answer_dict(answer, kb.config.vault.name))))
         except PaiKbError as exc:
             put(("error", json.dumps(str(exc))))
@@ -410,7 +452,7 @@ def _sse(pool: AskPool, kb: KnowledgeBase, body: AskBody, filters: Filters) -> A
 
 def listen(host: str, port: int, token: str | None) -> socket.socket:
     """The listening socket, bound before anything else starts, so a refused bind is one clear error."""
-    if not is_loopback(host) and not token:
+    if not is_loopback_host(host) and not token:
         raise ConfigError(f"refusing to serve on {host} without a token: set PAI_KB_TOKEN, or bind to 127.0.0.1")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -425,18 +467,22 @@ def listen(host: str, port: int, token: str | None) -> socket.socket:
     return sock
 
 
-def serve(kb: KnowledgeBase, sock: socket.socket, token: str | None) -> None:
-    """Serve on an already listening socket (see `listen`) until stopped."""
+def serve(kb: KnowledgeBase, sock: socket.socket, token: str | None, mcp: Mountable | None = None) -> None:
+    """Serve on an already listening socket (see `listen`) until stopped; `mcp`: see `create_app`."""
     kb.check_vault()
     host, port = sock.getsockname()[:2]
-    local = "127.0.0.1" if host in ("0.0.0.0", "::") or is_loopback(host) else host
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") or is_loopback_host(host) else host
     if threading.current_thread() is threading.main_thread():
         # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through SystemExit instead lets
         # the server record be removed on the way out.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        kb.warm_up()  # announced only once a first search is as quick as the later ones
+    except PaiKbError as exc:  # searches will say so; the rest of the API still serves
+        logging.getLogger("pai_kb").warning("the model could not be loaded ahead of searches: %s", exc)
     key = new_key()
     with advertised(kb.config.index_dir, f"http://{local}:{port}", key) as announce:
-        server = _Announcing(uvicorn.Config(create_app(kb, token, host, key), log_level="warning",
+        server = _Announcing(uvicorn.Config(create_app(kb, token, host, key, mcp), log_level="warning",
                                             timeout_graceful_shutdown=SHUTDOWN_GRACE_S), announce)
         server.run(sockets=[sock])
 

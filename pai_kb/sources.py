@@ -20,6 +20,7 @@ from pathlib import Path
 from pathspec import GitIgnoreSpec
 from pathspec.patterns import GitWildMatchPattern
 
+from pai_kb.audio import SUFFIXES as AUDIO_SUFFIXES
 from pai_kb.loaders import INBOX_ONLY, SUFFIXES
 
 _IGNORED_NAMES = ("~", ".swp", ".swx", ".tmp", ".part", ".crdownload")
@@ -43,6 +44,7 @@ class SourceFile:
 
     @property
     def key(self) -> str:
+        """`root/path`, the file's identity in the index (see `models.DocKey`)."""
         return f"{self.root}/{self.path}"
 
 
@@ -105,7 +107,7 @@ def _eligible(rel: str, root: str) -> bool:
     if any(p.startswith(".") for p in parts) or name.endswith(_IGNORED_NAMES) or name.startswith("~$"):
         return False
     suffix = os.path.splitext(name)[1].lower()
-    return suffix in SUFFIXES and not (suffix in INBOX_ONLY and root != "inbox")
+    return (suffix in SUFFIXES or suffix in AUDIO_SUFFIXES) and not (suffix in INBOX_ONLY and root != "inbox")
 
 
 def _walk(name: str, root: Path, exclude: tuple[str, ...], counts: dict[str, int]) -> Iterator[SourceFile]:

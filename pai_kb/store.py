@@ -24,10 +24,13 @@ from urllib.parse import urlsplit
 
 from pai_kb.errors import ConfigError
 
+__all__ = ["ManifestVectors", "VectorStore", "collection_name"]
+
 COLLECTION = "chunks"
 
 
 def collection_name(index_dir: Path) -> str:
+    """The Chroma collection name for an index folder: `pai_kb_` and 16 hex digits of its resolved path's SHA-1."""
     return "pai_kb_" + hashlib.sha1(str(index_dir.resolve()).encode()).hexdigest()[:16]
 
 
@@ -46,10 +49,14 @@ class ManifestVectors:
         """Nothing to delete twice: a chunk's vector goes with its row."""
 
     def ids(self) -> set[str]:
+        """Every chunk id the manifest holds."""
         return self._manifest.all_chunk_ids()
 
 
 class VectorStore:
+    """Vectors in a Chroma collection (cosine space), on a server with `url` or embedded in `path`; vectors
+    are always given, Chroma never embeds. Raises ConfigError when `url` is not http(s) or the server
+    cannot be reached."""
     def __init__(self, path: Path, url: str | None = None, collection: str = COLLECTION) -> None:
         import chromadb
         from chromadb.config import Settings
@@ -75,16 +82,19 @@ class VectorStore:
 
     def upsert(self, ids: Sequence[str], vectors: Sequence[Sequence[float]],
                metadatas: Sequence[Mapping[str, Any]]) -> None:
+        """Write `ids` with their vectors and metadata (same order and length), 1,000 at a time."""
         for start in range(0, len(ids), 1000):
             end = start + 1000
             self._collection.upsert(ids=list(ids[start:end]), embeddings=[list(v) for v in vectors[start:end]],
                                     metadatas=[dict(m) for m in metadatas[start:end]])
 
     def delete(self, ids: Sequence[str]) -> None:
+        """Remove `ids` (unknown ones are ignored), 1,000 at a time."""
         for start in range(0, len(ids), 1000):
             self._collection.delete(ids=list(ids[start:start + 1000]))
 
     def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        """Chunk id -> vector (dimension floats) for those of `ids` the collection holds."""
         found: dict[str, list[float]] = {}
         for start in range(0, len(ids), 1000):
             got = self._collection.get(ids=list(ids[start:start + 1000]), include=["embeddings"])
@@ -101,12 +111,15 @@ class VectorStore:
         return [(i, 1.0 - float(d)) for i, d in zip(got["ids"][0], got["distances"][0])]
 
     def ids(self) -> set[str]:
+        """Every id in the collection."""
         return set(self._collection.get(include=[])["ids"])
 
     def count(self) -> int:
+        """How many vectors the collection holds."""
         return self._collection.count()
 
     def reset(self) -> None:
+        """Drop the collection and create it empty."""
         self._client.delete_collection(self._name)
         self._collection = self._client.get_or_create_collection(
             self._name, embedding_function=None, metadata={"hnsw:space": "cosine"})

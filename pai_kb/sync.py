@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
+from pai_kb import audio
 from pai_kb.chunking import chunk_document
 from pai_kb.config import Config
 from pai_kb.embeddings import Embedder
@@ -31,7 +32,7 @@ from pai_kb.loaders import load_bytes, read_file, read_sidecar
 from pai_kb.loaders.frontmatter import document_date
 from pai_kb.manifest import DocInfo, FileState, Manifest
 from pai_kb.models import Chunk, DocKey, Document
-from pai_kb.sources import SourceFile, scan
+from pai_kb.sources import SourceFile, excluded, scan
 from pai_kb.store import VectorStore
 
 Progress = Callable[[int, int], None]
@@ -47,6 +48,7 @@ _RACY_NS = 3_000_000_000
 
 @dataclass(frozen=True)
 class StatDiff:
+    """Doc keys by how their stat differs from the index: on disk only, stat changed, indexed only."""
     new: tuple[str, ...]
     changed: tuple[str, ...]  # stat differs: content may or may not
     deleted: tuple[str, ...]
@@ -56,6 +58,7 @@ class StatDiff:
 
 @dataclass(frozen=True)
 class Plan:
+    """What a sync will do, by doc key, decided from stats and content hashes before anything is written."""
     add: tuple[str, ...] = ()
     update: tuple[str, ...] = ()
     move: tuple[tuple[str, str], ...] = ()  # (old key, new key), identical content
@@ -65,11 +68,13 @@ class Plan:
 
     @property
     def empty(self) -> bool:
+        """Nothing to add, update, move, delete or touch."""
         return not (self.add or self.update or self.move or self.delete or self.touch)
 
 
 @dataclass
 class SyncReport:
+    """What one sync did: file counts by action, chunks embedded and reused, warnings, seconds."""
     added: int = 0
     updated: int = 0
     moved: int = 0
@@ -83,6 +88,7 @@ class SyncReport:
     repaired: int = 0
     warnings: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # "added vault/a.md", ...: what logs name
+    pending_audio: list[str] = field(default_factory=list)  # recordings left to transcribe (see audio.py)
 
 
 def diff_stats(disk: Mapping[str, SourceFile], indexed: Mapping[str, FileState]) -> StatDiff:
@@ -212,10 +218,12 @@ def make_plan(diff: StatDiff, hashes: Mapping[str, str], indexed: Mapping[str, F
 
 
 def content_hash(data: bytes) -> str:
+    """A file's identity by content: 32 hex digits of BLAKE2b."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def embed_hash(text: str) -> str:
+    """What a chunk's vector depends on (the text the model sees): 32 hex digits of BLAKE2b."""
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -232,14 +240,17 @@ class _Work:
     error: str | None = None
 
 
-def _info(work: _Work) -> DocInfo:
+def _info(work: _Work, local_only: tuple[str, ...]) -> DocInfo:
     fallback = dt.datetime.fromtimestamp(work.state.mtime_ns / 1e9).date().isoformat()
     if work.doc is None:
         return DocInfo(DocKey.parse(work.key).path.rsplit("/", 1)[-1], date=fallback, error=work.error)
     doc = work.doc
     source = doc.metadata.get("pai-kb-source")
     copy_of = source if isinstance(source, str) and source.startswith("inbox/") else None
-    return DocInfo(doc.title, doc.source_type, doc.links, document_date(doc.metadata) or fallback, work.error, copy_of)
+    private = doc.metadata.get("private") in (True, "true", "yes")
+    matched = bool(local_only) and excluded(DocKey.parse(work.key).path, local_only)
+    return DocInfo(doc.title, doc.source_type, doc.links, document_date(doc.metadata) or fallback, work.error, copy_of,
+                   private, matched)
 
 
 class SyncStopped(Exception):
@@ -251,6 +262,8 @@ _EMBED_SLICE = 16
 
 
 class Syncer:
+    """Runs one repair-then-sync pass of one generation (see the module doc for the crash protocol)."""
+
     def __init__(self, config: Config, manifest: Manifest, store: Callable[[], VectorStore],
                  embedder: Embedder, stop: Callable[[], bool] | None = None, batch_chunks: int | None = None) -> None:
         self.config = config
@@ -265,6 +278,7 @@ class Syncer:
 
     @property
     def store(self) -> VectorStore:
+        """The vector store, opened only when a pass needs it (a no-op sync must not)."""
         if self._store is None:
             self._store = self._store_factory()
         return self._store
@@ -290,13 +304,32 @@ class Syncer:
         report.unchanged = plan.unchanged + len(plan.touch)
         if not plan.empty:
             self.manifest.set_meta("dirty", "1")
+            plan, recordings = audio.split_plan(plan, data, self.config)
             self.apply(plan, disk, data, hashes, report, progress)
+            if recordings is not None:
+                self._transcribe(recordings, disk, data, hashes, report, progress)
         self.manifest.set_meta("last_sync", str(time.time()))
         if self.manifest.get_meta("dirty"):
             self.manifest.delete_meta("dirty")
         report.chunks_total = self.manifest.counts()[1]
         report.seconds = time.perf_counter() - started
         return report
+
+    def _transcribe(self, plan: Plan, disk: Mapping[str, SourceFile], data: Mapping[str, bytes],
+                    hashes: Mapping[str, str], report: SyncReport, progress: Progress | None) -> None:
+        """Recordings come after the text files are committed, being slow: each is transcribed into the
+        cache, then applied like any file (a failed one is skipped with its reason). Ones not reached
+        (a stop request, the extra missing, or `audio_in_sync` off, as in `watch`) stay unrecorded, so
+        the next run picks them up; they are listed in `report.pending_audio`."""
+        keys = audio.plan_keys(plan)
+        if not self.config.audio_in_sync:
+            report.pending_audio.extend(keys)
+            return
+        outcome = audio.transcribe_all({k: data[k] for k in keys}, self.config, self._stop)
+        if outcome.warning:
+            report.warnings.append(outcome.warning)
+        report.pending_audio.extend(outcome.pending)
+        self.apply(audio.keep_only(plan, outcome.done), disk, data, hashes, report, progress)
 
     def _repair(self) -> int:
         """Drop the vectors an interrupted run journalled; after a run that did not finish at all,
@@ -344,7 +377,8 @@ class Syncer:
         vanished meanwhile) gets a stand-in hash so it is recorded as skipped with its reason."""
         data, hashes = {}, {}
         for key in keys:
-            read = read_source(disk[key], self.config.max_file_bytes)
+            read = read_source(disk[key], self.config.audio_max_bytes if audio.is_recording_name(key)
+                               else self.config.max_file_bytes)
             if read.problem:
                 report.warnings.append(read.problem)
                 self._unread[key] = read.problem
@@ -356,6 +390,8 @@ class Syncer:
 
     def apply(self, plan: Plan, disk: Mapping[str, SourceFile], data: Mapping[str, bytes],
               hashes: Mapping[str, str], report: SyncReport, progress: Progress | None = None) -> None:
+        """Carry out `plan` file by file, each file's chunks in one transaction, counting into `report`.
+        Raises SyncStopped when `stop` says so mid-embedding (that batch is not written)."""
         total = len(plan.add) + len(plan.update) + len(plan.move) + len(plan.delete) + len(plan.touch)
         done = 0
         self._touch(plan.touch, disk, hashes)
@@ -434,7 +470,7 @@ class Syncer:
             for work in batch:
                 if work.moved_from:
                     self.manifest.delete_document(db, work.moved_from)
-                self.manifest.write_document(db, work.key, work.state, _info(work), work.chunks,
+                self.manifest.write_document(db, work.key, work.state, _info(work, self.config.local_only), work.chunks,
                                              [embed_hash(c.embed_text) for c in work.chunks],
                                              [every[c.id] for c in work.chunks])
                 new = {c.id for c in work.chunks}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+__all__ = ["redacted", "url_at"]
+
 
 def url_at(url: str | None, seconds: float | None) -> str | None:
     """YouTube takes `t=754s` in the query (`youtu.be` too), Vimeo `#t=754s`; other sites are left as

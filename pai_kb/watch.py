@@ -11,6 +11,10 @@ The model is loaded at start, before the first event, so the first change is as 
 ones. When a sync would remove most of the index, or a root vanished (an unmounted drive, a sync client
 mid-way), the watcher pauses instead of deleting, retries every few seconds, and resumes by itself
 once the folder is back.
+
+Recordings are transcribed on a thread of their own (`audio.Background`): a batch's sync leaves them
+pending, and once one is transcribed into the cache the watcher syncs it like any change, so a note
+edit never waits behind a long recording.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from pai_kb import render
+from pai_kb import audio, render
 from pai_kb.errors import MassRemoval
 from pai_kb.kb import KnowledgeBase
-from pai_kb.locking import writer_lock
+from pai_kb.models import DocKey
 from pai_kb.sources import is_candidate
+from pai_kb.generations import Writer
 from pai_kb.sync import SyncReport, SyncStopped
 
 log = logging.getLogger("pai_kb.watch")
@@ -45,6 +50,7 @@ _NAMED_FILES = 10
 
 @dataclass(frozen=True)
 class WatchSettings:
+    """How events become batches (seconds)."""
     debounce_s: float = 0.25  # quiet time that closes a batch of events
     max_delay_s: float = 1.0  # a batch is applied at the latest this long after its first event
     reconcile_s: float = 300.0  # full reconciliation even without events, for events the OS dropped
@@ -106,17 +112,22 @@ class _Handler(FileSystemEventHandler):
 
 
 class Watcher:
+    """Keeps one index exactly in step with its roots (see the module doc); `run` until `stop`."""
+
     def __init__(self, kb: KnowledgeBase, settings: WatchSettings = WatchSettings(),
                  on_batch: Callable[[SyncReport, int], None] | None = None) -> None:
         self.kb = kb
         self.settings = settings
         self.on_batch = on_batch or _log_batch
         self.stop_event = threading.Event()
+        self._writer: Writer | None = None  # held while `run` runs: the lock and the one way to sync
         self.pending = _Pending()
         self.paused: str | None = None  # why syncing is paused, while it is
         self.warming = False  # loading the model: a stop request may interrupt it (see `interrupt`)
+        self.transcriber: audio.Background | None = None  # started when a batch leaves recordings pending
 
     def stop(self) -> None:
+        """Ask `run` to end; a batch in flight stops at its next embedding slice."""
         self.stop_event.set()
         self.pending.wake.set()
 
@@ -140,9 +151,12 @@ class Watcher:
 
     def run(self) -> None:
         """Reconcile, then follow events until `stop()`. Holds the index's writer lock throughout."""
-        with writer_lock(self.kb.config.index_dir):
+        with self.kb.writer() as writer:
+            self._writer = writer
             if not self._warm_up():
                 return
+            in_sync = self.kb.config.audio_in_sync
+            self.kb.config = self.kb.config.replace(audio_in_sync=False)  # recordings: see `_transcribe_later`
             observer = self._observe()
             try:
                 self._apply()  # catch up with whatever changed while no watcher ran
@@ -150,6 +164,9 @@ class Watcher:
             finally:
                 observer.stop()
                 observer.join(timeout=1.5)
+                self.kb.config = self.kb.config.replace(audio_in_sync=in_sync)
+                if self.transcriber is not None:
+                    self.transcriber.thread.join(timeout=5)
 
     def _observe(self) -> Observer:
         observer = Observer()
@@ -187,7 +204,7 @@ class Watcher:
             return
         started = time.perf_counter()
         try:
-            report = self.kb.sync(stop=self.stop_event.is_set, batch_chunks=_WATCH_BATCH_CHUNKS)
+            report = self._writer.sync(stop=self.stop_event.is_set, batch_chunks=_WATCH_BATCH_CHUNKS)
         except SyncStopped:
             return  # stopping: what this pass did not write, the next run does
         except MassRemoval as exc:
@@ -203,7 +220,17 @@ class Watcher:
             self.paused = None
         for warning in report.warnings:
             log.warning("%s", render.inert(warning))
+        self._transcribe_later(report.pending_audio)
         self.on_batch(report, int((time.perf_counter() - started) * 1000))
+
+    def _transcribe_later(self, keys: list[str]) -> None:
+        """Hand recordings the sync left pending to the background transcriber (one model thread, so
+        embedding note edits keeps a core); each one it finishes comes back as a change to sync."""
+        if not keys:
+            return
+        if self.transcriber is None:
+            self.transcriber = audio.Background(self.kb.config, self.stop_event.is_set, self.pending.add)
+        self.transcriber.submit((k, str(self.kb.roots[DocKey.parse(k).root] / DocKey.parse(k).path)) for k in keys)
 
 
 def _log_batch(report: SyncReport, ms: int) -> None:

@@ -25,6 +25,8 @@ from pai_kb.loaders.obsidian import escape, valid_tag
 from pai_kb.models import Document, timestamp
 from pai_kb.urls import url_at
 
+__all__ = ["Written", "answer_note", "clip_note", "designated", "inside", "safe_name", "save_answer", "write_versioned"]
+
 SOURCE_KEY = "pai-kb-source"
 _UNSAFE = re.compile(r'[\\/:*?"<>|#^\[\]\x00-\x1f]+')
 _SECTION_S = 60  # transcript notes get one timestamped section per minute or so
@@ -32,12 +34,14 @@ _SECTION_S = 60  # transcript notes get one timestamped section per minute or so
 
 @dataclass(frozen=True)
 class Written:
+    """One note written into the vault: what it came from, its vault-relative path, and what was done."""
     source: str  # inbox key, or the question for a saved answer
     path: str  # relative to the vault
     action: str  # created | updated | unchanged | new-version
 
 
 def digest(text: str) -> str:
+    """The first 16 hex digits of `text`'s SHA-256 (UTF-8): how a written note is recognised unchanged."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -54,6 +58,7 @@ def safe_name(title: str, fallback: str = "Untitled") -> str:
 
 
 def inside(folder: Path, target: Path) -> Path:
+    """`target` when it resolves inside `folder`. Raises ConfigError when it leads outside (a symlink, `..`)."""
     if not target.resolve().is_relative_to(folder.resolve()):
         raise ConfigError(f"refusing to write {target}: outside the designated folder {folder}")
     return target
@@ -61,7 +66,7 @@ def inside(folder: Path, target: Path) -> Path:
 
 def designated(vault: Path, folder: str) -> Path:
     """The vault folder pai-kb may write into, created if needed; refused when it (or a symlink on the
-    way) leads outside the vault."""
+    way) leads outside the vault: raises ConfigError then."""
     target = vault / folder
     if not target.resolve().is_relative_to(vault.resolve()):
         raise ConfigError(f"refusing to write into {target}: it leads outside the vault (a symlink?); "
@@ -198,6 +203,9 @@ def _link_text(text: str) -> str:
 
 
 def save_answer(answer: Answer, vault: Path, folder: str) -> Path:
+    """Write `answer` as a new note `YYYY-MM-DD question.md` in the vault's `folder` (a free name when taken);
+    returns its path. Raises ConfigError when the folder or note would lie outside the vault; OSError when
+    it cannot be written."""
     target_dir = designated(vault, folder)
     name = safe_name(f"{dt.date.today().isoformat()} {answer.question}")
     target = inside(target_dir, target_dir / f"{name}.md")

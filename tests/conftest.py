@@ -26,6 +26,21 @@ DATA = SHARED / "data"
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_user_folders(tmp_path_factory):
+    """No test reads or writes the real user's data or cache folder, or takes settings from the person
+    running the tests: PAI_KB_* variables are cleared and the user folders point into the test's temp."""
+    base = tmp_path_factory.mktemp("user")
+    saved = {k: v for k, v in os.environ.items() if k.startswith("PAI_KB_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update(PAI_KB_DATA_DIR=str(base / "data"), PAI_KB_CACHE_DIR=str(base / "cache"))
+    yield base
+    for key in [k for k in os.environ if k.startswith("PAI_KB_")]:
+        del os.environ[key]
+    os.environ.update(saved)
+
+
 def needs_shared() -> pytest.MarkDecorator:
     return pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent (only CI and dev machines have it)")
 
@@ -73,7 +88,8 @@ def vault(tmp_path: Path) -> Path:
 
 def make_kb(tmp_path: Path, vault: Path, embedder: object, **changes: object) -> KnowledgeBase:
     flags = {"vault": vault, "inbox": tmp_path / "inbox", "index_dir": tmp_path / "index"}
-    config = load_config(flags, env={}, cwd=tmp_path).replace(**changes)
+    user = {k: v for k, v in os.environ.items() if k in ("PAI_KB_DATA_DIR", "PAI_KB_CACHE_DIR")}
+    config = load_config(flags, env=user, cwd=tmp_path).replace(**changes)
     return KnowledgeBase(config, embedder=embedder)  # type: ignore[arg-type]
 
 

@@ -25,6 +25,7 @@ class FakeLLM:
     replies: list[Reply] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
     default: Reply = field(default_factory=lambda: Reply("OK [1]."))
+    host: str = "127.0.0.1"  # another of this machine's addresses plays an endpoint off the machine
 
     def start(self) -> "FakeLLM":
         fake = self
@@ -74,13 +75,13 @@ class FakeLLM:
                 self.wfile.write(f"data: {json.dumps(data)}\n\n".encode())
                 self.wfile.flush()
 
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer((self.host, 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"http://{self.host}:{self.server.server_address[1]}/v1"
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -26,10 +26,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(app) -> tuple[str, uvicorn.Server]:
-    """A real uvicorn server for `app` on a free loopback port, once it accepts requests."""
+def start(app, host: str = "127.0.0.1") -> tuple[str, uvicorn.Server]:
+    """A real uvicorn server for `app` on a free port (of loopback, or of `host`), once it accepts
+    requests; the URL returned is the loopback one."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.monotonic() + 60
     while not server.started:

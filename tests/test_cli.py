@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import PROJECT
+from pai_kb import __version__
 from pai_kb.cli import main
 
 
@@ -88,10 +89,11 @@ def test_every_command_has_help():
 
 
 def test_python_dash_m_entry_point(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "pai_kb", "--vault", str(PROJECT / "vault"), "--index",
-                          str(tmp_path / "ix"), "status", "--json"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["files"] == 0 and len(json.loads(out.stdout)["out_of_date"]["new"]) >= 17
+    out = subprocess.run([sys.executable, "-m", "pai_kb", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip().endswith(f"version {__version__}"), out.stderr
+    fresh = subprocess.run([sys.executable, "-m", "pai_kb", "--vault", str(PROJECT / "vault"), "--index",
+                            str(tmp_path / "ix"), "status", "--json"], capture_output=True, text=True, timeout=60)
+    assert fresh.returncode == 1 and "no index yet" in fresh.stderr and not (tmp_path / "ix").exists()
 
 
 def test_related_notes(indexed):

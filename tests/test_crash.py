@@ -60,7 +60,7 @@ def test_kill_9_at_20_random_moments(tmp_path):
     for round_no in range(KILLS):
         if round_no:
             mutate(vault, rng, round_no, parked)
-        proc = subprocess.Popen([sys.executable, str(WORKER), str(vault), str(index_dir), "0.006"],
+        proc = subprocess.Popen([sys.executable, str(WORKER), str(vault), str(index_dir), "0.02"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.6, 3.0))
         killed_mid_run += proc.poll() is None

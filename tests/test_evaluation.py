@@ -72,7 +72,7 @@ def test_run_eval_end_to_end_and_reuses_index(tiny_beir):
     embedder = HashEmbedder()
 
     def factory(vault, index_dir):
-        return KnowledgeBase(load_config({"vault": vault, "inbox": index_dir / "x", "index_dir": index_dir}, env={}),
+        return KnowledgeBase(load_config({"vault": vault, "index_dir": index_dir}, env={}),
                              embedder=embedder)
 
     paths = [tiny_beir / n for n in ("corpus.jsonl", "queries.jsonl", "qrels.tsv")]

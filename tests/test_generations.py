@@ -13,7 +13,7 @@ import pytest
 
 from conftest import PROJECT, HashEmbedder, make_kb
 from helpers import start
-from pai_kb import layout
+from pai_kb import generations
 from pai_kb.kb import KnowledgeBase
 from pai_kb.server import create_app
 
@@ -77,13 +77,17 @@ def test_server_follows_another_process_without_an_error(served, vault, rebuild)
     kb, url = served
     (vault / "fresh.md").write_text("# Fresh\n\nThe aardvark note, new on disk.\n")
     with Load(url, "aardvark note") as load:
+        deadline = time.monotonic() + 120
         while len(load.statuses) < 5:  # readiness: the loop is answering
+            assert time.monotonic() < deadline, "the request loop never got an answer"
             time.sleep(0.01)
         finished = run_index(vault, kb.config.index_dir, *(["--rebuild"] if rebuild else []))
         deadline = time.monotonic() + 10
         while load.first_seen("fresh.md") is None and time.monotonic() < deadline:
             time.sleep(0.01)
+        deadline = time.monotonic() + 120
         while len(load.statuses) < 40:
+            assert time.monotonic() < deadline, "the request loop stopped answering"
             time.sleep(0.01)
     errors = [s for s in load.statuses if s != 200]
     lag = load.first_seen("fresh.md") - finished
@@ -100,7 +104,7 @@ def test_a_rebuild_builds_beside_and_switches(tmp_path, vault, embedder):
     first = kb.generation
     before = {(h.chunk.path, h.chunk.text) for h in kb.search("coffee", k=5, mode="keyword")}
     kb.index(rebuild=True)
-    assert kb.generation != first and layout.current(kb.config.index_dir) == kb.generation
+    assert kb.generation != first and generations.current(kb.config.index_dir) == kb.generation
     assert {(h.chunk.path, h.chunk.text) for h in kb.search("coffee", k=5, mode="keyword")} == before
     kb.index(rebuild=True)
     assert not first.exists()  # generations older than the previous one are removed
@@ -112,7 +116,7 @@ def test_a_killed_rebuild_leaves_the_current_index_whole(tmp_path, vault, embedd
     current = kb.generation
     proc = subprocess.Popen([sys.executable, str(WORKER), str(vault), str(kb.config.index_dir), "0.05", "--rebuild"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    partial = layout.following(kb.config.index_dir)
+    partial = generations.following(kb.config.index_dir)
     deadline = time.monotonic() + 60
     while not (partial / "manifest.sqlite3").exists():  # readiness: the new generation is being built
         assert time.monotonic() < deadline and proc.poll() is None
@@ -127,15 +131,16 @@ def test_a_killed_rebuild_leaves_the_current_index_whole(tmp_path, vault, embedd
 
 def test_a_model_change_builds_beside_and_a_stopped_build_resumes(tmp_path, vault, embedder):
     make_kb(tmp_path, vault, embedder, inbox=vault / "_no_inbox").index()
-    current = layout.current(tmp_path / "index")
+    current = generations.current(tmp_path / "index")
     other = HashEmbedder()
     other.model_id = "another-model"
     kb = KnowledgeBase(make_kb(tmp_path, vault, other, inbox=vault / "_no_inbox").config, other, query_encoder=embedder)
-    stopped = kb.sync(stop=lambda: len(other.embedded) > 0, batch_chunks=2)  # as a watcher told to stop
+    with kb.writer() as writer:  # as a watcher told to stop
+        stopped = writer.sync(stop=lambda: len(other.embedded) > 0, batch_chunks=2)
     assert stopped.chunks_embedded > 0
-    assert layout.current(tmp_path / "index") == current and kb.search("espresso", k=1, mode="keyword")
+    assert generations.current(tmp_path / "index") == current and kb.search("espresso", k=1, mode="keyword")
     done = kb.index()
-    assert layout.current(tmp_path / "index") == current.parent / "gen-2"  # the same build, resumed
+    assert generations.current(tmp_path / "index") == current.parent / "gen-2"  # the same build, resumed
     _, chunks = make_kb(tmp_path, vault, other, inbox=vault / "_no_inbox").manifest.counts()
     assert done.chunks_embedded + stopped.chunks_embedded == chunks > stopped.chunks_embedded  # nothing twice
 

@@ -85,3 +85,15 @@ def test_http_refuses_a_blank_query_with_the_same_words(sample):
         assert posted.status_code == 400 and posted.json()["detail"] == "the question is empty; ask something"
     finally:
         server.should_exit = True
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["search", "coffee", "--mode", "keyword"],
+                                  ["get", "Home"], ["related", "Home"], ["ask", "coffee?", "--no-llm"]])
+def test_reading_a_fresh_vault_creates_nothing(tmp_path, args):
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    (vault / "Home.md").write_text("# Home\n\ncoffee notes\n")
+    index = tmp_path / "ix"
+    out = run(["--vault", str(vault), "--index", str(index), *args])
+    assert out.exit_code == 1 and "no index yet" in out.stderr and "run `pai-kb index`" in out.stderr
+    assert not index.exists() and sorted(p.name for p in tmp_path.rglob("*")) == ["Home.md", "vault"]

@@ -15,7 +15,8 @@ from conftest import indexed_sample
 from helpers import free_port, start
 from fake_llm import FakeLLM, Reply
 from pai_kb.errors import ConfigError
-from pai_kb.server import create_app, is_loopback, listen
+from pai_kb.privacy import is_loopback_host as is_loopback
+from pai_kb.server import create_app, listen
 
 TOKEN = "test-token-123"
 
@@ -52,7 +53,8 @@ def test_search_get_and_post(api):
 
 def test_limits_and_bad_requests(api):
     assert httpx.get(f"{api}/search", params={"q": "x", "k": 1000}).status_code == 422
-    assert httpx.post(f"{api}/search", json={"query": ""}).status_code == 422
+    blank = httpx.post(f"{api}/search", json={"query": ""})  # refused by the library, in its words
+    assert blank.status_code == 400 and blank.json()["detail"] == "the query is empty; say what to look for"
     assert httpx.post(f"{api}/search", json={"query": "x", "types": ["video"]}).status_code == 400
     big = httpx.post(f"{api}/search", content=b"{" + b" " * 70_000 + b"}", headers={"content-type": "application/json"})
     assert big.status_code == 413
@@ -161,7 +163,7 @@ def test_mcp_over_stdio(kb):
             return info, tools, results
 
     info, tools, results = anyio.run(session_calls)
-    assert set(tools) == {"search_notes", "ask", "get_note", "related_notes", "recent_changes"}
+    assert set(tools) == {"search_notes", "ask", "get_note", "related_notes", "recent_changes", "status"}
     assert all(len(t.description) > 40 for t in tools.values())
     from importlib.metadata import version
     assert info.server_info.version == version("pai-kb")

@@ -164,7 +164,7 @@ def test_index_sigterm_inside_one_large_note(roots, real_embedder):
     (vault / "Large.md").write_text(large_note(200))
     # The model exported once for the session, so this run goes straight to embedding.
     real_embedder.embed(["exported and optimised before the copy"])
-    shutil.copytree(real_embedder.onnx_path.parent, index / "onnx")
+    shutil.copytree(real_embedder.onnx_path.parent, Path(os.environ["PAI_KB_CACHE_DIR"]) / "onnx", dirs_exist_ok=True)
     cmd = [*PAI, "--vault", str(vault), "--inbox", str(inbox), "--index", str(index), "index", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # onnxruntime is loaded on the first embedding call, which is the large note's; a second and a half
@@ -189,8 +189,9 @@ def test_index_sigterm_inside_one_large_note(roots, real_embedder):
 def test_no_export_child_outlives_its_parent(roots, command, sig):
     vault, inbox, index = roots
     shutil.copy(PROJECT / "vault" / "Coffee" / "Pour-over brewing.md", vault)
+    fresh_cache = {**os.environ, "PAI_KB_CACHE_DIR": str(index.parent / "fresh-cache")}  # so the model is exported
     proc = subprocess.Popen([*PAI, "--vault", str(vault), "--inbox", str(inbox), "--index", str(index), command],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=fresh_cache)
     try:
         wait_for(lambda: children(proc.pid), what="the export child started")
         child = children(proc.pid)[0]

@@ -128,7 +128,7 @@ def test_never_indexed_vault_says_so_and_creates_nothing(tmp_path):
     data = tmp_path / "data"
     result = CliRunner().invoke(main, ["search", "coffee", "--vault", str(vault), "--local"],
                                 env={"PAI_KB_DATA_DIR": str(data)})
-    assert result.exit_code == 1 and "no index for vault" in result.stderr and "run `pai-kb index`" in result.stderr
+    assert result.exit_code == 1 and "no index yet for vault" in result.stderr and "run `pai-kb index`" in result.stderr
     assert not data.exists()
 
 

@@ -1,6 +1,7 @@
 """The watcher against real watchdog events on real temp directories."""
 
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -138,19 +139,36 @@ def test_second_writer_refused_while_watching(watching):
 
 
 def start_worker(vault, inbox, index_dir, delay="0"):
+    """A watcher process whose stdout lines arrive in `proc.lines`, once it said it started."""
     proc = subprocess.Popen([sys.executable, str(WORKER), str(vault), str(inbox), str(index_dir), delay],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "started"
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc.lines = queue.Queue()
+    threading.Thread(target=lambda: [proc.lines.put(line.strip()) for line in proc.stdout], daemon=True).start()
+    wait_line(proc, "started")
     return proc
+
+
+def wait_line(proc, prefix: str, timeout: float = 120.0) -> str:
+    """The worker's next stdout line starting with `prefix` (earlier others are skipped), within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0 and proc.poll() is None, f"the worker never said {prefix!r}"
+        try:
+            line = proc.lines.get(timeout=min(remaining, 1.0))
+        except queue.Empty:
+            continue
+        if line.startswith(prefix):
+            return line
 
 
 def test_sigterm_stops_within_2_seconds(tmp_path, vault):
     (tmp_path / "inbox").mkdir()
-    proc = start_worker(vault, tmp_path / "inbox", tmp_path / "index")
-    assert proc.stdout.readline().startswith("batch")
+    proc = start_worker(vault, tmp_path / "inbox", tmp_path / "index", delay="0.01")
+    wait_line(proc, "batch")
     for i in range(60):
         (vault / f"late{i}.md").write_text(f"# Late {i}\n\n" + "words " * 400)
-    time.sleep(0.3)
+    wait_line(proc, "embedding")  # readiness: a batch of the new notes is in flight
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
@@ -170,7 +188,7 @@ def busy_worker(tmp_path, vault, prefix: str, notes: int, words: int):
     """A watcher process (0.02 s per embedded text) that has caught up, then handed a burst of notes."""
     (tmp_path / "inbox").mkdir()
     proc = start_worker(vault, tmp_path / "inbox", tmp_path / "index", delay="0.02")
-    assert proc.stdout.readline().startswith("batch")
+    wait_line(proc, "batch")
     for i in range(notes):
         (vault / f"{prefix}{i}.md").write_text(f"# {prefix} {i}\n\n" + f"{prefix} words {i} " * words)
     return proc
@@ -178,11 +196,11 @@ def busy_worker(tmp_path, vault, prefix: str, notes: int, words: int):
 
 def test_kill_9_mid_batch_then_restart(tmp_path, vault):
     proc = busy_worker(tmp_path, vault, "gen", 80, 100)
-    time.sleep(1.5)
+    wait_line(proc, "embedding")  # readiness: the burst's first batch is being embedded
     proc.kill()
     proc.wait()
     proc = start_worker(vault, tmp_path / "inbox", tmp_path / "index")
-    assert proc.stdout.readline().startswith("batch")  # the start-up reconciliation repaired and caught up
+    wait_line(proc, "batch")  # the start-up reconciliation repaired and caught up
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
     kb = make_kb(tmp_path, vault, HashEmbedder())

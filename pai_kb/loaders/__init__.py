@@ -17,8 +17,12 @@ import signal
 import threading
 from pathlib import Path, PurePosixPath
 
+from pai_kb.audio import SUFFIXES as AUDIO_SUFFIXES
+from pai_kb.audio import is_media
 from pai_kb.errors import FileTooLarge, LoaderTimeout, SourceError
 from pai_kb.models import Document
+
+__all__ = ["INBOX_ONLY", "SUFFIXES", "load_bytes", "read_file", "read_sidecar"]
 
 SUFFIXES = frozenset({".md", ".markdown", ".html", ".htm", ".vtt", ".srt", ".txt", ".json", ".pdf"})
 # JSON in a vault is plugin data and settings, not material: only the inbox takes JSON transcripts.
@@ -54,6 +58,10 @@ def load_bytes(data: bytes, root: str, path: str, sidecar: dict | None = None,
 
 def _load(data: bytes, root: str, path: str, sidecar: dict | None) -> Document:
     suffix = PurePosixPath(path).suffix.lower()
+    if suffix in AUDIO_SUFFIXES or is_media(data, named=False):
+        from pai_kb.audio import load_audio  # a transcript cached by the sync; by content, whatever the name
+
+        return load_audio(data, root, path)
     if suffix in (".html", ".htm"):
         from pai_kb.loaders.html import load_html
 
@@ -126,6 +134,8 @@ def read_sidecar(abspath: Path) -> dict:
 
 
 def read_file(abspath: Path, key: str, max_bytes: int) -> bytes:
+    """The file's bytes, at most `max_bytes` + 1 (so a file that grew while read shows as too large). Raises
+    FileTooLarge when its stat is over `max_bytes`, SourceError when it was deleted or cannot be read."""
     try:
         size = abspath.stat().st_size
         if size > max_bytes:

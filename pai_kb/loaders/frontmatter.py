@@ -13,6 +13,10 @@ from typing import Any
 
 import yaml
 
+from pai_kb.models import ISO_DATE
+
+__all__ = ["Frontmatter", "document_date", "split_frontmatter", "string_list", "tag_list", "text_properties"]
+
 _MAX_FRONTMATTER = 64 * 1024
 _OPEN = re.compile(r"---[ \t]*$")
 _CLOSE = re.compile(r"(---|\.\.\.)[ \t]*$")
@@ -31,6 +35,8 @@ _Loader.yaml_implicit_resolvers = {
 
 @dataclass(frozen=True)
 class Frontmatter:
+    """A note's YAML frontmatter: its data (empty when absent or refused), the lines it spans, why it was
+    ignored if it was, and each key's 1-based line span."""
     data: Mapping[str, Any] = field(default_factory=dict)
     line_count: int = 0  # lines the block occupies, fences included; the body starts after them
     warning: str | None = None
@@ -39,6 +45,8 @@ class Frontmatter:
 
 
 def split_frontmatter(lines: list[str]) -> Frontmatter:
+    """The frontmatter at the top of `lines` (a file split at newlines); empty when there is none. With a
+    warning and no data when it never closes (then read as body) or cannot be used (then skipped)."""
     if not lines or not _OPEN.match(lines[0]):
         return Frontmatter()
     for end in range(1, len(lines)):
@@ -129,7 +137,7 @@ HOUSEKEEPING = frozenset({
     "title", "aliases", "alias", "tags", "tag", "cssclasses", "cssclass", "permalink", "publish", "image", "cover",
     "pai-kb-source", "pai-kb-hash", "modified", *_DATE_KEYS})
 # Strings that are not words to search: dates and times, numbers, URLs.
-_NOT_WORDS = re.compile(r"\d{4}-\d{2}-\d{2}([T ][\d:.+Z-]*)?|[-+]?\d+([.,:]\d+)*|[a-z][a-z0-9+.-]*://\S*", re.I)
+_NOT_WORDS = re.compile(ISO_DATE + r"([T ][\d:.+Z-]*)?|[-+]?\d+([.,:]\d+)*|[a-z][a-z0-9+.-]*://\S*", re.I)
 
 
 def property_text(value: Any) -> str | None:
@@ -165,7 +173,9 @@ def document_date(meta: Mapping[str, Any]) -> str | None:
 
 
 def parse_date(text: str) -> str | None:
-    iso = re.match(r"\d{4}-\d{2}-\d{2}", text.strip())
+    """`text` as an ISO date (YYYY-MM-DD): its leading ISO date, else any form dateutil reads, day first;
+    None when it is no date."""
+    iso = re.match(ISO_DATE, text.strip())
     if iso:
         return iso.group(0)
     from dateutil import parser

@@ -15,11 +15,17 @@ from pai_kb.loaders.obsidian import keyword_tags
 from pai_kb.loaders.text import looks_binary
 from pai_kb.models import Document
 
+__all__ = ["decode_html", "load_html"]
+
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w-]+)""", re.I)
-# trafilatura's time grows quadratically with element count: 25,000 elements take 0.8 s, 250,000 take
-# 100 s. Real articles (the test pages, 1 MB Wikipedia included) stay under 3,000; past this limit a
-# plain text pass is used instead, so one pathological page cannot stall the watcher for minutes.
-MAX_ELEMENTS = 50_000
+# trafilatura's time grows faster than element count (extraction and metadata together: 0.6 s for 10,000
+# paragraphs, 1.4 s for 20,000, 100 s for 250,000 elements). Real articles (the test pages, 1 MB Wikipedia
+# included) stay under 3,000; past this limit a plain text pass is used instead and the metadata is read
+# from the page's <head> alone, so one pathological page cannot stall the watcher.
+MAX_ELEMENTS = 10_000
+# htmldate's extensive search (a date guessed from the page's text when its markup declares none) costs up to
+# 1.2 s per MB of HTML; on larger pages only declared dates (meta tags, <time>, JSON-LD, the URL) are read.
+MAX_DATE_SEARCH_CHARS = 500_000
 
 
 def decode_html(data: bytes) -> str:
@@ -51,6 +57,15 @@ def _tree(html: str) -> Any:
         return None
 
 
+def _head_html(tree: Any) -> str:
+    """The page's <head> alone as a document (where title, author, date and canonical URL are declared),
+    for metadata from a page too large to give trafilatura whole."""
+    import lxml.html
+
+    head = tree.find("head") if tree is not None else None
+    return "<html>" + (lxml.html.tostring(head, encoding="unicode") if head is not None else "") + "</html>"
+
+
 def _body_text(tree: Any) -> str:
     if tree is None:
         return ""
@@ -61,6 +76,9 @@ def _body_text(tree: Any) -> str:
 
 
 def load_html(data: bytes, root: str, path: str) -> Document:
+    """A saved web page as a webclip document: its article text as markdown (a plain text pass for pages
+    over the element limit) and title, author, date, URL, site and keyword tags from its metadata. Raises
+    SourceError when the bytes look binary or hold no text."""
     import trafilatura
 
     html = decode_html(data)
@@ -68,8 +86,10 @@ def load_html(data: bytes, root: str, path: str) -> Document:
         raise SourceError(f"{root}/{path}: looks binary, not HTML; not indexed — rename it if it is a page")
     tree = _tree(html)
     warnings: tuple[str, ...] = ()
+    meta_source = html
     if tree is not None and sum(1 for _ in tree.iter()) > MAX_ELEMENTS:
         text = ""
+        meta_source = _head_html(tree)  # before `_body_text`, which drops <script> (JSON-LD metadata)
         warnings = (f"{root}/{path}: over {MAX_ELEMENTS:,} HTML elements; indexed with a plain text pass",)
     else:
         text = trafilatura.extract(html, output_format="markdown", include_tables=True, include_links=False,
@@ -78,7 +98,7 @@ def load_html(data: bytes, root: str, path: str) -> Document:
         text = _body_text(tree)  # a fragment, a page with no article, or a pathological one
     if not text.strip():
         raise SourceError(f"{root}/{path}: no text found in the HTML; not indexed")
-    meta = trafilatura.extract_metadata(html)
+    meta = trafilatura.extract_metadata(meta_source, extensive=len(meta_source) <= MAX_DATE_SEARCH_CHARS)
     fields = {k: v for k, v in {
         "title": meta.title if meta else None, "author": meta.author if meta else None,
         "published": meta.date if meta else None, "url": meta.url if meta else None,

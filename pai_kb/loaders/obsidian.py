@@ -1,15 +1,18 @@
 """Obsidian's own syntax on top of markdown: wikilinks, embeds, inline tags, comments, block ids, callouts.
 
 Pure string functions, so each rule is tested with literal inputs. They are given prose only: the
-markdown loader cuts inline code out first (with markdown-it's code-span rule), because inside code
+markdown loader cuts inline code out first (by CommonMark's code-span rule), because inside code
 `[[x]]`, `#tag` and `%%` are text the person wrote on purpose.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+__all__ = ["callout_header", "escape", "inline_tags", "keyword_tags", "parse_links", "render_links", "strip_block_ids",
+           "strip_comments", "unescape", "valid_tag"]
 
 # [[target#heading|alias]] or ![[...]]; `\|` is how a table cell escapes the alias bar.
 _WIKILINK = re.compile(r"(!?)\[\[([^\[\]\n]+?)\]\]")
@@ -22,6 +25,7 @@ _ATTACHMENT = re.compile(r"\.(png|jpe?g|gif|svg|webp|bmp|mp4|webm|mov|mp3|ogg|wa
 
 @dataclass(frozen=True)
 class Link:
+    """One `[[target#heading|alias]]` wikilink (`embed`: written `![[...]]`)."""
     target: str  # note name or path, without heading
     heading: str  # heading or ^block, "" when none
     alias: str
@@ -29,6 +33,7 @@ class Link:
 
 
 def parse_links(text: str) -> list[Link]:
+    """Every wikilink in `text`, in order."""
     return [_parse_link(m) for m in _WIKILINK.finditer(text)]
 
 
@@ -55,12 +60,15 @@ def _display(link: Link) -> str:
     return " > ".join(parts)
 
 
-def strip_comments(lines: list[str], code_spans: Callable[[str], list[tuple[int, int]]] = lambda _: []) -> list[str]:
+def strip_comments(lines: list[str],
+                   code_spans: Callable[[str], Sequence[tuple[int, int]]] = lambda _: ()) -> list[str]:
     """Blank out `%% comments %%` outside code fences and outside inline code (`code_spans` finds it in
     a line, as ordered non-overlapping (start, end) ranges), keeping line count so line numbers stay true.
 
     An unclosed `%%` is kept as text: dropping the rest of a note on a stray `%%` would lose content.
     Linear in the text: the ranges to blank are collected per line, then each line is rebuilt once."""
+    if not any("%%" in line for line in lines):
+        return list(lines)
     blanks: dict[int, list[tuple[int, int | None]]] = {}  # line -> column ranges; end None: to the line's end
     fence: str | None = None
     start: tuple[int, int] | None = None
@@ -163,6 +171,7 @@ def unescape(text: str) -> str:
 
 
 def strip_block_ids(text: str) -> str:
+    """`text` without Obsidian block ids (` ^id` at a line's end)."""
     return _BLOCK_ID.sub("", text)
 
 

@@ -10,8 +10,12 @@ from pathlib import PurePosixPath
 from pai_kb.errors import SourceError
 from pai_kb.models import Block, Document
 
+__all__ = ["load_pdf"]
+
 
 def load_pdf(data: bytes, root: str, path: str) -> Document:
+    """A PDF as a document with one block per page that has text (lines = page number), title and author
+    from its metadata. Raises SourceError when it is encrypted, unreadable, or has no extractable text."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 

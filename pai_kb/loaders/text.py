@@ -11,6 +11,8 @@ import unicodedata
 
 from pai_kb.errors import SourceError
 
+__all__ = ["decode", "looks_binary"]
+
 _SNIFF_BYTES = 8192
 # Decoded text is binary whatever its name says (random bytes named .html, or read as UTF-16 because
 # they happen to start with FF FE) when more than _NOISE_SHARE of it is characters no person writes
@@ -39,6 +41,8 @@ def decode(data: bytes, name: str) -> tuple[str, tuple[str, ...]]:
 
 
 def looks_binary(text: str) -> bool:
+    """Whether decoded `text` is binary: of its first 8,192 characters over 10% controls, unassigned or
+    private-use code points, or over 30% U+FFFD (bytes that could not be decoded)."""
     sample = text[:_SNIFF_BYTES]
     replaced = sample.count("\ufffd")
     noise = sum(1 for ch in sample if ch not in "\n\r\t\f" and unicodedata.category(ch) in _NOISE)

@@ -24,6 +24,9 @@ from typing import Any
 from pai_kb.errors import SourceError
 from pai_kb.models import Block, Document
 
+__all__ = ["clean_cues", "load_transcript", "parse_cues", "parse_json", "parse_stamped_text", "read_sidecar", "seconds",
+           "transcript_document"]
+
 _TS = r"(?:\d+:)?\d{1,2}:\d{1,2}(?:[.,]\d{1,3})?"
 _TIMING = re.compile(rf"^\s*({_TS})\s*-->\s*({_TS})")
 _TIMING_LOOSE = re.compile(r"-->")
@@ -42,6 +45,7 @@ _SKIP_BLOCKS = ("NOTE", "STYLE", "REGION", "WEBVTT")
 
 @dataclass
 class Cue:
+    """One subtitle cue: start and end in seconds, its text lines, and the 1-based lines of the file it spans."""
     start: float
     end: float
     lines: list[str] = field(default_factory=list)
@@ -213,7 +217,8 @@ def parse_stamped_text(text: str) -> list[Block] | None:
 
 
 def parse_json(text: str) -> tuple[list[Block], dict[str, Any]]:
-    """A list of cues → blocks; a dict is metadata (a sidecar), with a `segments`/`cues` list if any."""
+    """A list of cues → blocks; a dict is metadata (a sidecar), with a `segments`/`cues` list if any.
+    Raises SourceError when the text is not JSON or is nested too deeply."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -273,12 +278,16 @@ def _string_lines(text: str) -> Iterator[tuple[int, str]]:
 
 def transcript_document(blocks: list[Block], root: str, path: str, title: str | None, url: str | None,
                         metadata: dict[str, Any], warnings: tuple[str, ...] = ()) -> Document:
+    """A transcript document from its cue blocks; the title falls back to the file name, tags come from
+    `metadata['tags']` when it is a list."""
     return Document(root=root, path=path, title=title or PurePosixPath(path).stem, source_type="transcript",
                     blocks=tuple(blocks), metadata=metadata, url=url, warnings=warnings,
                     tags=tuple(str(t) for t in metadata.get("tags", []) if t) if isinstance(metadata.get("tags"), list) else ())
 
 
 def load_subtitles(text: str, root: str, path: str) -> Document:
+    """A `.vtt` or `.srt` file's text as a transcript (see `clean_cues`), title and URL from its header;
+    skipped cues and stray lines become warnings. Raises SourceError when no cue has a readable timestamp."""
     cues, header, bad = parse_cues(text)
     if not cues:
         raise SourceError(f"{root}/{path}: no cues with readable timestamps; not indexed")
@@ -295,7 +304,8 @@ def load_subtitles(text: str, root: str, path: str) -> Document:
 def load_transcript(data: bytes, root: str, path: str, suffix: str, sidecar: dict[str, Any]) -> Document:
     """A `.vtt`, `.srt`, `.json` or `.txt` file as a transcript, its URL and title from the file itself,
     else from `sidecar`. Text without timestamps is still prose worth indexing: in the inbox a
-    transcript, in the vault a note."""
+    transcript, in the vault a note. Raises SourceError for binary content, or subtitles or JSON without
+    readable cues."""
     from pai_kb.loaders.text import decode
 
     key = f"{root}/{path}"

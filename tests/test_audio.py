@@ -1,0 +1,311 @@
+"""Recordings become timestamped transcripts: real speech spoken by espeak-ng, real faster-whisper with
+the packaged tiny.en, real files, a real killed process and a real watcher. No audio file is committed:
+each one is generated here (a few seconds each, so the module runs in well under a minute)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import wave
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT, make_kb
+from pai_kb import audio
+from pai_kb.config import load_config
+from pai_kb.errors import BadSetting, SourceError
+from pai_kb.loaders import load_bytes
+
+pytest.importorskip("faster_whisper", reason="the pai-kb[audio] extra is not installed")
+ESPEAK = shutil.which("espeak-ng")
+# In CI (.ci/run installs it) a missing espeak-ng fails the tests rather than skipping them.
+pytestmark = pytest.mark.skipif(ESPEAK is None and not os.environ.get("CI"),
+                                reason="espeak-ng is absent: apt-get install espeak-ng (.ci/run does)")
+
+BUDGET = "The quarterly budget meeting moved to Thursday afternoon."
+GARDEN = "Remember to water the tomato plants before the heat wave."
+RATE = 22050  # espeak-ng writes 16-bit mono at this rate
+
+
+def speak(path: Path, *parts: str | float, voice: str = "en", speed: int = 175) -> list[float]:
+    """A WAV of the spoken sentences (str) and silences (float, seconds) in order; returns the second
+    at which each sentence starts."""
+    frames, starts, at = [], [], 0
+    for n, part in enumerate(parts):
+        if isinstance(part, str):
+            piece = path.with_name(f".part{n}.wav")
+            subprocess.run([ESPEAK, "-v", voice, "-s", str(speed), "-w", str(piece), part], check=True)
+            with wave.open(str(piece)) as w:
+                assert w.getframerate() == RATE
+                data = w.readframes(w.getnframes())
+            piece.unlink()
+            starts.append(at / RATE)
+        else:
+            data = b"\0\0" * int(part * RATE)
+        frames.append(data)
+        at += len(data) // 2
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(b"".join(frames))
+    return starts
+
+
+def convert(wav: Path, target: Path, container: str, codec: str) -> Path:
+    """Re-encode with PyAV (the FFmpeg faster-whisper itself decodes with), e.g. ("ipod", "aac") for .m4a."""
+    import av
+
+    with av.open(str(wav)) as source, av.open(str(target), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=48000 if codec == "libopus" else RATE)
+        for frame in source.decode(source.streams.audio[0]):
+            frame.pts = None
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return target
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("PAI_KB_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "transcripts"
+
+
+@pytest.fixture
+def small_vault(tmp_path) -> Path:
+    vault = tmp_path / "vault"
+    (vault / "Meetings").mkdir(parents=True)
+    (vault / "Coffee.md").write_text("# Coffee\n\nA V60 takes fifteen grams of coffee for 250 g of water.\n")
+    return vault
+
+
+def transcribing(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "pai_kb.audio" and r.getMessage().startswith("transcribing ")]
+
+
+def hits(kb, query: str) -> list:
+    return kb.search(query, k=5, mode="keyword")
+
+
+def test_recordings_are_known_by_their_bytes_not_their_names(tmp_path):
+    wav = tmp_path / "a.wav"
+    speak(wav, BUDGET)
+    made = [wav, convert(wav, tmp_path / "a.m4a", "ipod", "aac"), convert(wav, tmp_path / "a.opus", "ogg", "libopus"),
+            convert(wav, tmp_path / "a.webm", "webm", "libopus"), convert(wav, tmp_path / "a.mp3", "mp3", "mp3"),
+            convert(wav, tmp_path / "a.flac", "flac", "flac"), convert(wav, tmp_path / "a.mov", "mov", "aac")]
+    assert all(audio.is_media(p.read_bytes()) for p in made)
+    for text in (b"", b"ID3 tags name the artist of a song.\n", b"OggS is the start of an Ogg page\n",
+                 b"RIFF files hold chunks\n", b"# fLaC\n" + b"x" * 20, "UTF-16 text".encode("utf-16")):
+        assert not audio.is_media(text)
+    mp3 = (tmp_path / "a.mp3").read_bytes()
+    tag = 10 + sum(b << 7 * (3 - i) for i, b in enumerate(mp3[6:10]))  # the ID3 header's syncsafe size
+    bare_frame = mp3[tag:]  # an MP3 without its tag starts with a frame header
+    assert audio.is_media(bare_frame) and not audio.is_media(bare_frame, named=False)
+    # A recording saved under a note's name is still a recording; a note named .m4a is not one.
+    with pytest.raises(SourceError, match="not transcribed yet"):
+        load_bytes(made[1].read_bytes(), "vault", "memo.txt")
+    with pytest.raises(SourceError, match="vault/fake.m4a: not an audio or video file"):
+        load_bytes(b"just some words\n", "vault", "fake.m4a")
+
+
+def test_a_recording_is_indexed_as_a_timestamped_transcript_after_the_notes(tmp_path, small_vault, cache, embedder,
+                                                                          caplog):
+    wav = tmp_path / "talk.wav"
+    starts = speak(wav, GARDEN, 4.0, BUDGET)
+    convert(wav, small_vault / "Meetings" / "talk.m4a", "ipod", "aac")
+    kb = make_kb(tmp_path, small_vault, embedder)
+    caplog.set_level(logging.INFO, logger="pai_kb")
+    report = kb.index()
+
+    assert report.added == 2 and report.skipped == 0 and not report.pending_audio
+    # The note was committed before the recording was transcribed.
+    order = [m for m in report.changed]
+    assert order == ["added vault/Coffee.md", "added vault/Meetings/talk.m4a"]
+    found = [h.chunk for h in hits(kb, "Thursday") if h.chunk.path == "Meetings/talk.m4a"]
+    assert found and found[0].source_type == "transcript"
+    budget = [c for c in kb.manifest.all_chunks() if "Thursday" in c.text]
+    assert budget and budget[0].start_s is not None and budget[0].end_s >= budget[0].start_s
+    garden = [c for c in kb.manifest.all_chunks() if "tomato" in c.text.lower()]
+    assert garden and abs(garden[0].start_s - starts[0]) < 2.0
+    # Progress speaks in minutes of audio.
+    assert any("min of audio done" in m for m in transcribing(caplog))
+    # The cache holds one finished transcript and nothing half-written.
+    assert [p.suffix for p in cache.iterdir()] == [".json"]
+    text = audio.transcript_text((small_vault / "Meetings" / "talk.m4a").read_bytes())
+    lines = text.splitlines()
+    assert lines[0].startswith("[00:00:0") and "tomato" in lines[0].lower()
+    assert any("Thursday" in line for line in lines[1:])
+    budget_line = next(line for line in lines if "Thursday" in line)
+    assert abs(int(budget_line[7:9]) - starts[1]) < 2.0
+    # `get` prints the recording as its transcript, with timestamps, whole or some lines.
+    assert kb.note("Meetings/talk.m4a").text == text
+    assert kb.note("Meetings/talk.m4a:2").text == lines[1]
+
+
+def test_a_moved_recording_is_not_transcribed_again_and_an_edited_one_is(tmp_path, small_vault, cache, embedder,
+                                                                         caplog):
+    speak(small_vault / "Meetings" / "memo.wav", BUDGET)
+    kb = make_kb(tmp_path, small_vault, embedder)
+    caplog.set_level(logging.INFO, logger="pai_kb")
+    kb.index()
+    assert len(transcribing(caplog)) == 1
+    caplog.clear()
+
+    (small_vault / "Archive").mkdir()
+    os.replace(small_vault / "Meetings" / "memo.wav", small_vault / "Archive" / "renamed.wav")
+    report = kb.index()
+    assert report.moved == 1 and transcribing(caplog) == []
+    assert {h.chunk.path for h in hits(kb, "Thursday")} == {"Archive/renamed.wav"}
+
+    speak(small_vault / "Archive" / "renamed.wav", GARDEN)  # new words, new bytes
+    report = kb.index()
+    assert report.updated == 1 and len(transcribing(caplog)) == 1
+    assert {h.chunk.path for h in hits(kb, "tomato")} == {"Archive/renamed.wav"}
+    assert hits(kb, "Thursday") == []
+
+
+def test_corrupt_silent_and_too_long_recordings_are_skipped_with_one_warning(tmp_path, small_vault, cache, embedder):
+    meetings = small_vault / "Meetings"
+    (meetings / "corrupt.mp3").write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x10" + os.urandom(4000))
+    (meetings / "empty.m4a").write_bytes(b"")
+    speak(meetings / "silence.wav", 3.0)
+    speak(meetings / "long.wav", 61.0)
+    kb = make_kb(tmp_path, small_vault, embedder, audio_max_minutes=1)
+    report = kb.index()
+
+    def about(name: str) -> list[str]:
+        return [w for w in report.warnings if f"vault/Meetings/{name}" in w]
+
+    assert len(about("corrupt.mp3")) == 1 and "corrupt" in about("corrupt.mp3")[0]
+    assert len(about("empty.m4a")) == 1 and "empty" in about("empty.m4a")[0]
+    assert len(about("long.wav")) == 1 and "audio.max_minutes" in about("long.wav")[0]
+    assert len(about("silence.wav")) == 1 and "no speech found" in about("silence.wav")[0]
+    assert report.skipped == 3 and report.added == 2  # the note and the silent recording (no chunks)
+    errors = kb.status().errors
+    assert {"vault/Meetings/corrupt.mp3", "vault/Meetings/empty.m4a", "vault/Meetings/long.wav"} <= set(errors)
+    # Skipped files are not retried until they change.
+    again = kb.index()
+    assert again.warnings == [] and again.skipped == 0 and again.unchanged == 5
+
+
+def test_without_the_extra_recordings_stay_pending_with_one_warning(tmp_path, small_vault, cache, embedder,
+                                                                    monkeypatch):
+    speak(small_vault / "Meetings" / "memo.wav", BUDGET)
+    speak(small_vault / "Meetings" / "other.wav", GARDEN)
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)  # as if `pip install pai-kb` without [audio]
+    kb = make_kb(tmp_path, small_vault, embedder)
+    report = kb.index()
+    assert [w for w in report.warnings if "pai-kb[audio]" in w] == [report.warnings[-1]]
+    assert "2 recording(s) left pending" in report.warnings[-1]
+    assert sorted(report.pending_audio) == ["vault/Meetings/memo.wav", "vault/Meetings/other.wav"]
+    assert report.added == 1 and set(kb.status().pending.new) == set(report.pending_audio)
+    monkeypatch.delitem(sys.modules, "faster_whisper")
+    assert kb.index().added == 2  # the next run picks them up
+
+
+def test_audio_settings_are_checked(tmp_path):
+    with pytest.raises(BadSetting, match="downloads nothing"):
+        _config(tmp_path, 'model = "large-v3"')
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes(b"")
+    assert _config(tmp_path, f'model = "{folder}"\nlanguage = "de"').audio_model == str(folder.resolve())
+    with pytest.raises(BadSetting, match="language code"):
+        _config(tmp_path, 'language = "English"')
+
+
+def _config(tmp_path: Path, audio_lines: str):
+    file = tmp_path / "settings.toml"
+    file.write_text(f"[audio]\n{audio_lines}\n")
+    return load_config({"vault": tmp_path / "v", "config_file": file}, env={}, cwd=tmp_path)
+
+
+KILLED_RUN = """
+import logging, sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from conftest import HashEmbedder, make_kb
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
+make_kb(Path({tmp!r}), Path({vault!r}), HashEmbedder()).index()
+"""
+
+
+def test_a_killed_transcription_leaves_nothing_and_the_next_run_redoes_it(tmp_path, small_vault, cache, embedder,
+                                                                          caplog):
+    speak(small_vault / "Meetings" / "long-talk.wav", BUDGET, 1.0, GARDEN, 1.0, BUDGET, 1.0, GARDEN)
+    code = KILLED_RUN.format(tests=str(PROJECT / "tests"), tmp=str(tmp_path), vault=str(small_vault))
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PAI_KB_CACHE_DIR": str(cache.parent)})
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stderr:  # the model loads after this line: the kill lands mid-transcription
+            if line.startswith("pai_kb.audio transcribing vault/Meetings/long-talk.wav"):
+                break
+            assert time.monotonic() < deadline, "transcription never started"
+        else:
+            pytest.fail(f"the run ended before transcribing (exit {proc.wait()})")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert not cache.is_dir() or [p.name for p in cache.iterdir() if not p.name.startswith(".tmp-")] == []
+
+    kb = make_kb(tmp_path, small_vault, embedder)
+    assert hits(kb, "V60") and not hits(kb, "Thursday")  # the note was committed before the recording began
+    caplog.set_level(logging.INFO, logger="pai_kb")
+    report = kb.index()
+    assert report.added == 1 and len(transcribing(caplog)) == 1
+    assert {h.chunk.path for h in hits(kb, "Thursday")} == {"Meetings/long-talk.wav"}
+
+
+@contextmanager
+def watching(kb):
+    from pai_kb.watch import Watcher, WatchSettings
+
+    batches = []
+    watcher = Watcher(kb, WatchSettings(debounce_s=0.1, max_delay_s=0.5), on_batch=lambda r, ms: batches.append(r))
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: batches, 60)
+        yield watcher
+    finally:
+        watcher.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def wait_until(condition, timeout: float) -> float:
+    """Seconds until `condition()` held; fails after `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_watch_transcribes_in_the_background_while_note_edits_stay_quick(tmp_path, small_vault, cache, embedder,
+                                                                         caplog):
+    kb = make_kb(tmp_path, small_vault, embedder)
+    caplog.set_level(logging.INFO, logger="pai_kb")
+    with watching(kb):
+        speak(small_vault / "Meetings" / "standup.wav", BUDGET, 1.0, GARDEN, 1.0, BUDGET)
+        wait_until(lambda: transcribing(caplog), 30)
+        (small_vault / "Edit.md").write_text("# Edit\n\nThe zeppelin hangar opens at dawn.\n")
+        latency = wait_until(lambda: hits(kb, "zeppelin"), 30)
+        assert not hits(kb, "Thursday"), "the recording was expected to be still transcribing"
+        assert latency < 5.0, f"a note edit took {latency:.1f} s while a recording was transcribed"
+        wait_until(lambda: hits(kb, "Thursday"), 60)
+    assert kb.config.audio_in_sync  # the watcher gave the setting back
