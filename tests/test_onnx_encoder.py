@@ -2,6 +2,7 @@
 search that never imports torch."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -57,7 +58,8 @@ def test_local_model_keeps_sentence_transformers_for_a_model_the_export_cannot_r
 
 def test_index_exports_once_and_neither_index_nor_search_imports_torch(tmp_path, vault, real_embedder):
     """The export runs in a child process; the index run and a cold search never hold torch."""
-    kb = KnowledgeBase(make_kb(tmp_path, vault, real_embedder).config)
+    cache = tmp_path / "cache"  # a user cache of its own, so this test's index run makes the export
+    kb = KnowledgeBase(make_kb(tmp_path, vault, real_embedder).config.replace(cache_dir=cache))
     script = (
         "import json, sys\n"
         "from click.testing import CliRunner\n"
@@ -70,14 +72,15 @@ def test_index_exports_once_and_neither_index_nor_search_imports_torch(tmp_path,
     seen = []
     for command in (["index"], ["search", "how long should a pour-over take?", "--json", "-k", "3"]):
         result = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, cwd=PROJECT,
-                                timeout=300)
+                                timeout=300, env={**os.environ, "PAI_KB_CACHE_DIR": str(cache)})
         assert result.returncode == 0, result.stderr
         seen.append(json.loads(result.stdout.strip().splitlines()[-1]))
     assert seen == [{"torch": False, "st": False, "top": None},
                     {"torch": False, "st": False, "top": "Coffee/Pour-over brewing.md"}]
-    folder = tmp_path / "index" / "onnx"
+    folder = cache / "onnx"  # once per user, never in the index folder
     exported = [p for p in folder.glob("*.onnx") if not p.name.endswith(".optimized.onnx")]
     assert len(exported) == 1 and optimized_path(exported[0]).is_file() and not list(folder.glob("*.tmp"))
+    assert not list((tmp_path / "index").rglob("*.onnx"))
     onnx_hits = [h.chunk.id for h in kb.search("VLAN for IoT devices", k=5)]
     model = KnowledgeBase(kb.config, query_encoder=SentenceTransformerEmbedder("all-MiniLM-L6-v2"))
     assert [h.chunk.id for h in model.search("VLAN for IoT devices", k=5)] == onnx_hits
