@@ -4,6 +4,7 @@ each one is generated here (a few seconds each, so the module runs in well under
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -309,3 +310,39 @@ def test_watch_transcribes_in_the_background_while_note_edits_stay_quick(tmp_pat
         assert latency < 5.0, f"a note edit took {latency:.1f} s while a recording was transcribed"
         wait_until(lambda: hits(kb, "Thursday"), 60)
     assert kb.config.audio_in_sync  # the watcher gave the setting back
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds process `pid` has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_sigterm_stops_index_inside_a_transcription_and_the_next_run_completes(tmp_path):
+    """A minute of speech keeps the recogniser busy; SIGTERM then ends `index` at once (exit 130),
+    leaves no transcript half-written in the cache, and the next run transcribes and indexes it."""
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    speak(vault / "long talk.wav", *[GARDEN, 0.5, BUDGET, 0.5] * 8)
+    cached = Path(os.environ["PAI_KB_CACHE_DIR"]) / "transcripts"
+    before = set(cached.glob("*")) if cached.is_dir() else set()
+    cmd = [sys.executable, "-m", "pai_kb", "--vault", str(vault), "--index", str(tmp_path / "ix"), "index", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + 120
+    while "ctranslate2" not in maps.read_text():  # readiness: the recogniser is loaded ...
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    loaded = cpu_seconds(proc.pid)
+    while cpu_seconds(proc.pid) < loaded + 1.0:  # ... and has worked a second since
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    print(f"\n[stops] index inside a transcription: exited {time.monotonic() - sent:.2f} s after SIGTERM")
+    stderr = proc.stderr.read()
+    assert proc.returncode == 130 and "next `pai-kb index` finishes the rest" in stderr, (proc.returncode, stderr)
+    assert (set(cached.glob("*")) if cached.is_dir() else set()) == before  # nothing half-written
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["added"] == 1 and len(set(cached.glob("*.json")) - before) == 1

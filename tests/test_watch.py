@@ -202,7 +202,7 @@ def test_kill_9_mid_batch_then_restart(tmp_path, vault):
     proc = start_worker(vault, tmp_path / "inbox", tmp_path / "index")
     wait_line(proc, "batch")  # the start-up reconciliation repaired and caught up
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
+    proc.wait(timeout=60)
     kb = make_kb(tmp_path, vault, HashEmbedder())
     assert {(k, t) for k, _, t in snapshot(kb)} == {(k, t) for k, _, t in snapshot(make_kb_fresh(tmp_path, vault))}
 
