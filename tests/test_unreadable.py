@@ -2,11 +2,16 @@
 reason; never counted as added, never listed as new forever, and every name printed is inert."""
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from conftest import make_kb
+from conftest import PROJECT, make_kb
 from pai_kb import render
 
 AS_ROOT = os.geteuid() == 0
@@ -107,3 +112,24 @@ def test_a_mode_000_folder_is_said(tmp_path, embedder):
         assert "folder cannot be listed" in kb.status().errors["vault/Private"]
     finally:
         (vault / "Private").chmod(0o755)
+
+
+@pytest.mark.skipif(not AS_ROOT or shutil.which("setpriv") is None,
+                    reason="only as root (with setpriv), which then runs the mode-000 cases as an unprivileged user")
+def test_mode_000_cases_as_an_unprivileged_user():
+    """Root reads mode-000 files, so as root (as in CI) the two cases above run again under `nobody`."""
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    reach = subprocess.run([*nobody, sys.executable, "-c", f"open({str(PROJECT / 'tests' / 'conftest.py')!r}).read()"],
+                           capture_output=True, timeout=60)
+    if reach.returncode:
+        pytest.skip("this checkout or its Python cannot be read by an unprivileged user here")
+    base = Path(tempfile.mkdtemp(prefix="pai-kb-nobody-", dir="/tmp"))
+    base.chmod(0o777)
+    try:
+        run = subprocess.run([*nobody, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={base / 'tmp'}", __file__,
+                              "-k", "mode_000_file or mode_000_folder"],
+                             capture_output=True, text=True, timeout=600, cwd=PROJECT,
+                             env={**os.environ, "HOME": str(base), "PYTHONDONTWRITEBYTECODE": "1"})
+        assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
