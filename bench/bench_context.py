@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import DATA, PAI, need_data, row  # noqa: E402
+from common import indexed_help_vault, need_data, row  # noqa: E402
 
 EVENT = json.dumps({"session_id": "bench", "transcript_path": "/tmp/t.jsonl", "cwd": "/tmp",
                     "hook_event_name": "UserPromptSubmit", "prompt": "how do I give a note another name?"})
@@ -39,9 +39,7 @@ def main(runs: int = 20) -> list[str]:
     need_data()
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "ix"
-        base = [*PAI, "--vault", str(DATA / "obsidian-help" / "en"), "--inbox", str(Path(tmp) / "none"),
-                "--index", str(index)]
-        subprocess.run([*base, "index"], check=True, capture_output=True)
+        base = indexed_help_vault(tmp)
         floor = [hook_floor() for _ in range(runs)]
         cold = [hook_run([*base, "context", "--local"]) for _ in range(runs)]
         served = with_server(base, index, runs)

@@ -36,6 +36,14 @@ def run_process(args: Sequence[str]) -> float:
     return time.perf_counter() - start
 
 
+def indexed_help_vault(tmp: str) -> list[str]:
+    """`pai-kb` with the options of the Obsidian Help vault indexed under `tmp` (indexes it first)."""
+    base = [*PAI, "--vault", str(DATA / "obsidian-help" / "en"), "--inbox", str(Path(tmp) / "none"),
+            "--index", str(Path(tmp) / "ix")]
+    run_process([*base, "index"])
+    return base
+
+
 def row(name: str, value: float, unit: str, baseline: float | None = None, target: str = "") -> str:
     ratio = f"{value / baseline:6.2f}x" if baseline else "       "
     base = f"{baseline:10.3f}" if baseline is not None else " " * 10

@@ -5,10 +5,38 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import uvicorn
 
 from pai_kb.kb import KnowledgeBase
+from pai_kb.watch import Watcher, WatchSettings
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> float:
+    """Seconds until `condition()` held, polled every 20 ms; fails past `timeout` seconds."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"{what} not met in time"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+@contextmanager
+def running(kb: KnowledgeBase) -> Iterator[tuple[Watcher, list]]:
+    """A watcher on its own thread, once its start-up reconciliation ran; (watcher, batches so far)."""
+    batches: list = []
+    watcher = Watcher(kb, WatchSettings(debounce_s=0.1, max_delay_s=0.5), on_batch=lambda r, ms: batches.append(r))
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: batches, 60, "the watcher's first batch")
+        yield watcher, batches
+    finally:
+        watcher.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
 def snapshot(kb: KnowledgeBase) -> set[tuple[str, str, str]]:

@@ -12,20 +12,13 @@ import pytest
 
 from conftest import HashEmbedder, indexed_sample
 from fake_llm import FakeLLM, Reply
-from helpers import start
+from helpers import start, wait_for
 from pai_kb.kb import KnowledgeBase
 from pai_kb.server import create_app
 
 QUESTION = "how long should a pour-over brew take?"
 ANSWER = "Brew for about three minutes [1]."
 WORKERS, QUEUE = 2, 3
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

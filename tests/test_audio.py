@@ -11,15 +11,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import wave
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from conftest import PROJECT, make_kb
+from helpers import running, wait_for
 from pai_kb import audio
 from pai_kb.config import load_config
 from pai_kb.errors import BadSetting, SourceError
@@ -270,45 +269,18 @@ def test_a_killed_transcription_leaves_nothing_and_the_next_run_redoes_it(tmp_pa
     assert {h.chunk.path for h in hits(kb, "Thursday")} == {"Meetings/long-talk.wav"}
 
 
-@contextmanager
-def watching(kb):
-    from pai_kb.watch import Watcher, WatchSettings
-
-    batches = []
-    watcher = Watcher(kb, WatchSettings(debounce_s=0.1, max_delay_s=0.5), on_batch=lambda r, ms: batches.append(r))
-    thread = threading.Thread(target=watcher.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: batches, 60)
-        yield watcher
-    finally:
-        watcher.stop()
-        thread.join(timeout=10)
-    assert not thread.is_alive()
-
-
-def wait_until(condition, timeout: float) -> float:
-    """Seconds until `condition()` held; fails after `timeout`."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_watch_transcribes_in_the_background_while_note_edits_stay_quick(tmp_path, small_vault, cache, embedder,
                                                                          caplog):
     kb = make_kb(tmp_path, small_vault, embedder)
     caplog.set_level(logging.INFO, logger="pai_kb")
-    with watching(kb):
+    with running(kb):
         speak(small_vault / "Meetings" / "standup.wav", BUDGET, 1.0, GARDEN, 1.0, BUDGET)
-        wait_until(lambda: transcribing(caplog), 30)
+        wait_for(lambda: transcribing(caplog), 30)
         (small_vault / "Edit.md").write_text("# Edit\n\nThe zeppelin hangar opens at dawn.\n")
-        latency = wait_until(lambda: hits(kb, "zeppelin"), 30)
+        latency = wait_for(lambda: hits(kb, "zeppelin"), 30)
         assert not hits(kb, "Thursday"), "the recording was expected to be still transcribing"
         assert latency < 5.0, f"a note edit took {latency:.1f} s while a recording was transcribed"
-        wait_until(lambda: hits(kb, "Thursday"), 60)
+        wait_for(lambda: hits(kb, "Thursday"), 60)
     assert kb.config.audio_in_sync  # the watcher gave the setting back
 
 

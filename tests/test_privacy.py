@@ -10,7 +10,6 @@ import pytest
 
 from conftest import make_kb
 from fake_llm import FakeLLM, Reply
-from helpers import free_port
 from pai_kb.privacy import is_loopback_host, leaves_machine
 
 SECRET = "The spare lighthouse keys hang behind the tide clock in the boathouse."

@@ -123,7 +123,8 @@ def test_hostile_files_are_skipped_with_reasons_and_the_run_completes(tmp_path, 
 
 
 def test_the_watcher_outlives_hostile_files(tmp_path, vault, embedder):
-    from test_watch import found, running, wait_for
+    from helpers import running, wait_for
+    from test_watch import found
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     kb = make_kb(tmp_path, vault, embedder, inbox=inbox)

@@ -4,22 +4,14 @@ inert (no escape sequence reaches a terminal raw)."""
 
 import logging
 import threading
-import time
 
 import httpx
 import pytest
 
 from conftest import HashEmbedder, indexed_sample
-from helpers import start
+from helpers import start, wait_for
 from pai_kb.server import create_app, host_name
 from pai_kb.watch import Watcher, WatchSettings
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

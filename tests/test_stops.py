@@ -21,8 +21,7 @@ import pytest
 
 from conftest import PROJECT, HashEmbedder, make_kb
 from fake_llm import FakeLLM, Reply
-from helpers import free_port, snapshot
-from pai_kb.kb import KnowledgeBase
+from helpers import free_port, snapshot, wait_for
 from pai_kb.locking import writer_lock
 
 TESTS = Path(__file__).parent
@@ -67,13 +66,6 @@ config = load_config({"vault": Path(sys.argv[1]), "inbox": Path(sys.argv[2]), "i
 config = config.replace(llm_base_url=sys.argv[5], answer_min_similarity=-1.0)
 serve(KnowledgeBase(config, embedder=HashEmbedder()), listen("127.0.0.1", int(sys.argv[6]), None), None)
 """
-
-
-def wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not met in time"
-        time.sleep(0.02)
 
 
 def exit_time(proc: subprocess.Popen, sig: int) -> float:

@@ -9,42 +9,15 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from conftest import HashEmbedder, make_kb
-from helpers import snapshot
+from helpers import running, snapshot, wait_for
 from pai_kb.errors import IndexLockedError
-from pai_kb.watch import Watcher, WatchSettings
 
 WORKER = Path(__file__).parent / "watch_worker.py"
-
-
-def wait_for(condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
-@contextmanager
-def running(kb):
-    """A watcher on its own thread, once its start-up reconciliation ran; (watcher, batches so far)."""
-    batches = []
-    watcher = Watcher(kb, WatchSettings(debounce_s=0.1, max_delay_s=0.5), on_batch=lambda r, ms: batches.append(r))
-    thread = threading.Thread(target=watcher.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: batches)
-        yield watcher, batches
-    finally:
-        watcher.stop()
-        thread.join(timeout=5)
-    assert not thread.is_alive()
 
 
 @pytest.fixture
