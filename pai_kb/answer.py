@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pai_kb.llm import ChatModel
-from pai_kb.models import Chunk, Filters, Hit
+from pai_kb.models import AskRequest, Chunk, Hit
 from pai_kb.privacy import leaves_machine, withhold
 from pai_kb.search import Retriever
 
@@ -103,14 +103,15 @@ class Answerer:
         self.count_tokens = count_tokens
         self.model = model
 
-    def ask(self, question: str, k: int = 8, filters: Filters = Filters(), use_llm: bool = True,
-            on_token: Callable[[str], None] | None = None, remote: bool = False) -> Answer:
+    def ask(self, request: AskRequest, on_token: Callable[[str], None] | None = None,
+            remote: bool = False) -> Answer:
         """Abstain when nothing is relevant enough, else answer from the sources: with the model when
         one is configured and wanted, extractively otherwise. Local-only notes are held back (and
         counted in `withheld`) when the answer goes off the machine: to a model whose endpoint is not on
         loopback, or to a `remote` client. Raises LLMError when the model endpoint fails, InvalidRequest
         for a question that is not valid Unicode."""
-        hits = self.retriever.search(question, k=k, mode="hybrid", filters=filters)
+        question, use_llm = request.question, request.use_llm
+        hits = self.retriever.search(question, k=request.k, mode="hybrid", filters=request.filters)
         calls_model = use_llm and self.model is not None
         withheld = 0
         if remote or (calls_model and leaves_machine(self.model.settings.base_url)):

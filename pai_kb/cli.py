@@ -17,7 +17,7 @@ from pai_kb import render
 from pai_kb.client import remote_search
 from pai_kb.config import Config, load_config
 from pai_kb.errors import BadSetting, InvalidRequest, PaiKbError
-from pai_kb.models import MAX_K, MODES, SOURCE_TYPES, Filters, SearchRequest, checked_date
+from pai_kb.models import MAX_ASK_K, MAX_K, MODES, SOURCE_TYPES, AskRequest, SearchRequest, checked_date
 
 if TYPE_CHECKING:
     from pai_kb.kb import KnowledgeBase
@@ -167,10 +167,6 @@ def filter_options(fn: Callable) -> Callable:
     return fn
 
 
-def _filters(types: tuple[str, ...], tags: tuple[str, ...], path_glob: str | None, since: str | None) -> Filters:
-    return Filters.of(types, tags, path_glob, since)
-
-
 @command()
 @click.option("--rebuild", is_flag=True, help="Drop the index and build it again (after changing model or chunking).")
 @click.option("--allow-removal", is_flag=True,
@@ -218,16 +214,18 @@ def search(lazy: _Lazy, query: str, k: int, mode: str, per_note: int | None, loc
 
 @command()
 @click.argument("question")
-@click.option("-k", "k", default=8, show_default=True, type=click.IntRange(1, 50), help="Passages to retrieve.")
+@click.option("-k", "k", default=8, show_default=True, type=click.IntRange(1, MAX_ASK_K), help="Passages to retrieve.")
 @click.option("--no-llm", is_flag=True, help="Answer with the best passages instead of calling the model.")
 @click.option("--save", is_flag=True, help="Also write the answer as a note in the vault's answers folder.")
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (no streaming).")
 def ask(lazy: _Lazy, question: str, k: int, no_llm: bool, save: bool, as_json: bool, **filter_args: Any) -> None:
     """Answer QUESTION from your notes, citing them, or say that they do not cover it."""
+    a = filter_args
+    request = AskRequest.of(question, k, not no_llm, a["types"], a["tags"], a["path_glob"], a["since"])
     stream = None if as_json else (lambda token: click.echo(render.inert(token), nl=False))
     with lazy.kb() as kb:
-        answer = kb.ask(question, k=k, filters=_filters(**filter_args), use_llm=not no_llm, on_token=stream)
+        answer = kb.ask(request, on_token=stream)
         vault = kb.config.vault.name
         saved = kb.save_answer(answer) if save else None
     if as_json:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pai_kb.answer import Answer, Answerer, AnswerSettings
 from pai_kb import audio, generations, self_eval
@@ -28,7 +29,7 @@ from pai_kb.generations import Generation, Generations, Writer
 from pai_kb.llm import ChatModel, LLMSettings
 from pai_kb.loaders import load_bytes, read_sidecar
 from pai_kb.manifest import SCHEMA_VERSION, Manifest
-from pai_kb.models import DocKey, Filters, Hit, HoldOut, SearchRequest, required_text
+from pai_kb.models import AskRequest, DocKey, Filters, Hit, HoldOut, SearchRequest, required_text
 from pai_kb.notes import (NoteSpec, NoteText, check_relative, confined, fragment_lines, resolve_note, text_lines,
                           spec_forms)
 from pai_kb.related import RelatedNote, related
@@ -284,17 +285,20 @@ class KnowledgeBase:
         self._check_index()
         return self.retriever.search(query.query, query.k, query.mode, query.per_note, query.filters)
 
-    def ask(self, question: str, k: int = 8, filters: Filters = Filters(), use_llm: bool = True,
-            on_token: Callable[[str], None] | None = None, remote: bool = False) -> Answer:
-        """A grounded answer (see `answer.Answerer.ask`); `remote`: it goes to a client off this machine,
-        so local-only notes are held back. Raises InvalidRequest for a blank question, ConfigError when
-        there is no index, LLMError when the model endpoint fails."""
-        required_text(question, "question")
+    def ask(self, request: AskRequest | str, on_token: Callable[[str], None] | None = None, remote: bool = False,
+            **options: Any) -> Answer:
+        """A grounded answer (see `answer.Answerer.ask`). `request` is an `AskRequest`, or a question
+        whose other fields (`k`, `use_llm`, filter parts as in `AskRequest.of`) come as `options`;
+        `remote`: it goes to a client off this machine, so local-only notes are held back. Raises
+        InvalidRequest for a blank question or a bad option, ConfigError when there is no index, LLMError
+        when the model endpoint fails."""
+        if not isinstance(request, AskRequest):
+            request = AskRequest.of(request, **options)
         self._check_index()
         c = self.config
         answerer = Answerer(self.retriever, AnswerSettings(c.answer_min_similarity, c.answer_context_tokens),
                             self.embedder.count_tokens, self.chat_model)
-        return answerer.ask(question, k, filters, use_llm, on_token, remote)
+        return answerer.ask(request, on_token, remote)
 
     def note(self, spec: str, root: str | None = None) -> NoteText:
         """A note by path, title or alias, whole or in part, as a person pastes it: `Note`,

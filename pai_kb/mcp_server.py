@@ -31,7 +31,7 @@ from typing_extensions import TypedDict
 from pai_kb import __version__, render
 from pai_kb.errors import NoteNotFound, PaiKbError
 from pai_kb.kb import KnowledgeBase
-from pai_kb.models import ISO_DATE_PATTERN, MODES, SOURCE_TYPES, SearchRequest
+from pai_kb.models import ISO_DATE_PATTERN, MAX_TEXT_CHARS, MODES, SOURCE_TYPES, AskRequest, SearchRequest
 from pai_kb.privacy import withhold
 
 INSTRUCTIONS = ("Search and question the user's personal knowledge base: their Obsidian notes, saved web "
@@ -252,7 +252,7 @@ def build(kb: KnowledgeBase) -> MCPServer:
 
     @server.tool(annotations=READ_ONLY)
     @_tool_errors
-    def search_notes(query: Annotated[str, Field(max_length=2000, description="what to look for")],
+    def search_notes(query: Annotated[str, Field(max_length=MAX_TEXT_CHARS, description="what to look for")],
                      k: Annotated[int, Field(ge=1, le=50, description="passages to return")] = 8,
                      mode: Mode = "hybrid", types: SourceTypes = [], tags: Tags = [],  # noqa: B006 — never mutated
                      path: PathGlob = None, since: Since = None, per_note: PerNote = None) -> SearchResult:
@@ -265,13 +265,16 @@ def build(kb: KnowledgeBase) -> MCPServer:
 
     @server.tool(annotations=READ_ONLY)
     @_tool_errors
-    def ask(question: Annotated[str, Field(max_length=2000, description="the question")],
-            k: Annotated[int, Field(ge=1, le=30, description="passages to retrieve")] = 8) -> AnswerResult:
+    def ask(question: Annotated[str, Field(max_length=MAX_TEXT_CHARS, description="the question")],
+            k: Annotated[int, Field(ge=1, le=30, description="passages to retrieve")] = 8,
+            types: SourceTypes = [], tags: Tags = [], path: PathGlob = None,  # noqa: B006 — never mutated
+            since: Since = None) -> AnswerResult:
         """Answer a question from the user's own material only, with numbered citations that were checked
         against the passages used. 'abstained' is true when the notes hold nothing relevant; 'grounded' is
         false when the answer cites nothing. Without a configured language model the answer is the best
-        passages, labelled as such."""
-        return render.answer_dict(kb.ask(question, k=k, remote=True), vault)  # type: ignore[return-value]
+        passages, labelled as such. Filters narrow the passages as in search_notes."""
+        asked = AskRequest.of(question, k, True, types, tags, path, since)
+        return render.answer_dict(kb.ask(asked, remote=True), vault)  # type: ignore[return-value]
 
     @server.tool(annotations=READ_ONLY)
     @_tool_errors

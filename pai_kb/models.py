@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import re
 from datetime import date as _date
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ISO_DATE", "ISO_DATE_PATTERN", "MAX_K", "MODES", "SOURCE_TYPES", "Block", "Chunk", "DocKey", "Document", "Filters",
-           "Hit", "HoldOut", "SearchRequest", "checked_date", "required_text", "timestamp", "valid_text"]
+           "Hit", "HoldOut", "AskRequest", "MAX_ASK_K", "MAX_TEXT_CHARS", "SearchRequest", "checked_date", "required_text", "slices", "timestamp", "valid_text"]
 
 # Search modes: keywords and meaning fused by reciprocal rank fusion, meaning alone, keywords alone.
 MODES = ("hybrid", "dense", "keyword")
-# The most results one request may ask for (every interface).
+# The most results one search may ask for (every interface).
 MAX_K = 100
+# The most passages one answer may be built from: more would not fit `answer.context_tokens` anyway.
+MAX_ASK_K = 50
+# The longest query or question a client off the process may send (HTTP bodies, MCP arguments).
+MAX_TEXT_CHARS = 2000
 
 SOURCE_TYPES = ("note", "webclip", "transcript", "pdf")
 # More filters than this is not a person's query; bounding them keeps the SQL they become small.
@@ -94,6 +98,29 @@ class SearchRequest:
 
 
 @dataclass(frozen=True)
+class AskRequest:
+    """One question as every interface asks it (CLI, HTTP, MCP), built and checked once by `of`.
+    `k` is how many passages are retrieved to answer from; `use_llm` False asks for the extractive
+    answer (the best passages) even when a model is configured."""
+    question: str
+    k: int = 8
+    use_llm: bool = True
+    filters: "Filters" = field(default_factory=lambda: Filters())
+
+    @classmethod
+    def of(cls, question: str, k: int = 8, use_llm: bool = True, types: Sequence[str] = (),
+           tags: Sequence[str] = (), path: str | None = None, since: str | None = None) -> "AskRequest":
+        """A checked request. Raises InvalidRequest for a blank question, `k` outside 1..MAX_ASK_K or a
+        bad filter (see `Filters.of`)."""
+        from pai_kb.errors import InvalidRequest
+
+        required_text(question, "question")
+        if not 1 <= k <= MAX_ASK_K:
+            raise InvalidRequest(f"k={k} is out of range; ask for 1 to {MAX_ASK_K} passages")
+        return cls(question, k, use_llm, Filters.of(types, tags, path, since))
+
+
+@dataclass(frozen=True)
 class Filters:
     """Search restrictions, applied identically to keyword and dense retrieval."""
     types: tuple[str, ...] = ()
@@ -170,6 +197,15 @@ def required_text(value: str, what: str) -> str:
 
         raise InvalidRequest(f"the {what} is empty; {_BLANK[what]}")
     return valid_text(value, f"the {what}")
+
+
+def slices(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    """`items` cut into lists of at most `size`, in order: the one batching loop of the package (SQLite's
+    `IN (...)` lists, Chroma's request sizes). Raises ValueError when `size` is under 1."""
+    if size < 1:
+        raise ValueError(f"slice size {size} must be 1 or more")
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
 
 
 def timestamp(seconds: float) -> str:

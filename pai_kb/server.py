@@ -53,7 +53,7 @@ from pai_kb.client import advertised, new_key, proof
 from pai_kb.errors import (ConfigError, IndexLockedError, InvalidRequest, LLMError,
                            NoteNotFound, PaiKbError)
 from pai_kb.kb import KnowledgeBase
-from pai_kb.models import MAX_K, MODES, Filters, SearchRequest, checked_date
+from pai_kb.models import MAX_ASK_K, MAX_K, MAX_TEXT_CHARS, MODES, AskRequest, SearchRequest, checked_date
 from pai_kb.privacy import is_loopback_host, withhold
 
 MAX_BODY_BYTES = 64 * 1024
@@ -91,7 +91,7 @@ def host_name(header: str) -> str | None:
 
 class SearchBody(BaseModel):
     """A POST /search body: what `pai-kb search` takes, checked by its schema (422 otherwise)."""
-    query: str = Field(max_length=2000)  # blank: refused by the library, in its words
+    query: str = Field(max_length=MAX_TEXT_CHARS)  # blank: refused by the library, in its words
     k: int = Field(10, ge=1, le=MAX_K)
     mode: Mode = "hybrid"
     per_note: int | None = Field(None, ge=1)
@@ -100,17 +100,26 @@ class SearchBody(BaseModel):
     path: str | None = None
     since: Date = None
 
+    def request(self) -> SearchRequest:
+        """The library's request; raises InvalidRequest as `SearchRequest.of` does."""
+        return SearchRequest.of(self.query, self.k, self.mode, self.per_note, self.types, self.tags, self.path,
+                                self.since)
+
 
 class AskBody(BaseModel):
     """A POST /ask body: what `pai-kb ask` takes, plus `stream` for server-sent events."""
-    question: str = Field(max_length=2000)
-    k: int = Field(8, ge=1, le=50)
+    question: str = Field(max_length=MAX_TEXT_CHARS)
+    k: int = Field(8, ge=1, le=MAX_ASK_K)
     no_llm: bool = False
     stream: bool = False
     types: list[str] = []
     tags: list[str] = []
     path: str | None = None
     since: Date = None
+
+    def request(self) -> AskRequest:
+        """The library's request; raises InvalidRequest as `AskRequest.of` does."""
+        return AskRequest.of(self.question, self.k, not self.no_llm, self.types, self.tags, self.path, self.since)
 
 
 def remote(request: Request) -> bool:
@@ -322,7 +331,7 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
         return render.status_dict(kb.status())
 
     @app.get("/search", dependencies=guard)
-    def search_get(request: Request, q: str = Query(max_length=2000), k: int = Query(10, ge=1, le=MAX_K),
+    def search_get(request: Request, q: str = Query(max_length=MAX_TEXT_CHARS), k: int = Query(10, ge=1, le=MAX_K),
                    mode: Mode = "hybrid", per_note: int | None = Query(None, ge=1),
                    type: list[str] = Query([]), tag: list[str] = Query([]), path: str | None = None,
                    since: Annotated[str | None, Query(), AfterValidator(real_date)] = None) -> dict[str, Any]:
@@ -331,8 +340,7 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
 
     @app.post("/search", dependencies=guard)
     def search_post(body: SearchBody, request: Request) -> dict[str, Any]:
-        asked = SearchRequest.of(body.query, body.k, body.mode, body.per_note, body.types, body.tags, body.path,
-                                 body.since)
+        asked = body.request()
         hits = kb.search(asked)
         hits, withheld = withhold(hits) if remote(request) else (hits, 0)
         return {**render.request_dict(asked, hits, vault), "withheld": withheld}
@@ -342,13 +350,12 @@ def create_app(kb: KnowledgeBase, token: str | None = None, bind_host: str = "12
     @app.post("/ask", dependencies=guard, responses={503: {"description": "every answer slot is taken; "
                                                                           "see Retry-After"}})
     async def ask(body: AskBody, request: Request) -> Any:
-        filters = Filters.of(body.types, body.tags, body.path, body.since)
+        asked = body.request()
         off = remote(request)
         try:
             if body.stream:
-                return StreamingResponse(_sse(asking, kb, body, filters, off), media_type="text/event-stream")
-            answer = asking.submit(lambda: kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm,
-                                                  remote=off))
+                return StreamingResponse(_sse(asking, kb, asked, off), media_type="text/event-stream")
+            answer = asking.submit(lambda: kb.ask(asked, remote=off))
         except PoolFull as exc:
             return _busy(exc)
         return render.answer_dict(await asyncio.wrap_future(answer), vault)
@@ -421,7 +428,7 @@ def _version() -> str:
     return __version__
 
 
-def _sse(pool: AskPool, kb: KnowledgeBase, body: AskBody, filters: Filters, off: bool) -> AsyncIterator[str]:
+def _sse(pool: AskPool, kb: KnowledgeBase, asked: AskRequest, off: bool) -> AsyncIterator[str]:
     """Server-sent events: `token` events while the model writes, then one `answer` event (the JSON of
     `pai-kb ask --json`), or an `error` event. The answer is admitted to `pool` here, before the
     response starts, so a full pool is a 503 (PoolFull) rather than a stream that never begins."""
@@ -433,8 +440,7 @@ def _sse(pool: AskPool, kb: KnowledgeBase, body: AskBody, filters: Filters, off:
 
     def work() -> None:
         try:
-            answer = kb.ask(body.question, k=body.k, filters=filters, use_llm=not body.no_llm,
-                            on_token=lambda t: put(("token", json.dumps(t))), remote=off)
+            answer = kb.ask(asked, on_token=lambda t: put(("token", json.dumps(t))), remote=off)
             put(("answer", render.dumps(render.answer_dict(answer, kb.config.vault.name))))
         except PaiKbError as exc:
             put(("error", json.dumps(str(exc))))

@@ -23,10 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pai_kb.errors import ConfigError
+from pai_kb.models import slices
 
 __all__ = ["ManifestVectors", "VectorStore", "collection_name"]
 
 COLLECTION = "chunks"
+# Ids per Chroma request: under the server's own limit (its client's `get_max_batch_size()`).
+_CHROMA_BATCH = 1000
 
 
 def collection_name(index_dir: Path) -> str:
@@ -83,21 +86,21 @@ class VectorStore:
     def upsert(self, ids: Sequence[str], vectors: Sequence[Sequence[float]],
                metadatas: Sequence[Mapping[str, Any]]) -> None:
         """Write `ids` with their vectors and metadata (same order and length), 1,000 at a time."""
-        for start in range(0, len(ids), 1000):
-            end = start + 1000
-            self._collection.upsert(ids=list(ids[start:end]), embeddings=[list(v) for v in vectors[start:end]],
-                                    metadatas=[dict(m) for m in metadatas[start:end]])
+        rows = list(zip(ids, vectors, metadatas))
+        for part in slices(rows, _CHROMA_BATCH):
+            self._collection.upsert(ids=[i for i, _, _ in part], embeddings=[list(v) for _, v, _ in part],
+                                    metadatas=[dict(m) for _, _, m in part])
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove `ids` (unknown ones are ignored), 1,000 at a time."""
-        for start in range(0, len(ids), 1000):
-            self._collection.delete(ids=list(ids[start:start + 1000]))
+        for part in slices(ids, _CHROMA_BATCH):
+            self._collection.delete(ids=part)
 
     def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
         """Chunk id -> vector (dimension floats) for those of `ids` the collection holds."""
         found: dict[str, list[float]] = {}
-        for start in range(0, len(ids), 1000):
-            got = self._collection.get(ids=list(ids[start:start + 1000]), include=["embeddings"])
+        for part in slices(ids, _CHROMA_BATCH):
+            got = self._collection.get(ids=part, include=["embeddings"])
             found.update({i: list(map(float, v)) for i, v in zip(got["ids"], got["embeddings"])})
         return found
 

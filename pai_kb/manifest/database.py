@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from pai_kb.models import slices
 
 __all__ = ["SCHEMA_VERSION", "Database", "batched"]
 
@@ -47,8 +48,7 @@ BATCH = 500
 
 def batched(items: Sequence[str], size: int = BATCH) -> Iterator[tuple[list[str], str]]:
     """(a slice of `items`, its `?,?,...` placeholders) for `IN (...)`, `size` at a time."""
-    for start in range(0, len(items), size):
-        part = list(items[start:start + size])
+    for part in slices(items, size):
         yield part, ",".join("?" * len(part))
 
 
