@@ -45,6 +45,7 @@ class Source:
     n: int
     chunks: tuple[Chunk, ...]  # neighbouring chunks of one passage, merged
     text: str
+    at_s: float | None = None  # a transcript source: the moment its best hit points at (`Hit.at_s`)
 
     @property
     def first(self) -> Chunk:
@@ -138,21 +139,23 @@ def pack(hits: Sequence[Hit], budget: int, count_tokens: Callable[[Sequence[str]
     """Best passages first, neighbouring or overlapping chunks of one file merged into one source, until
     the token budget is spent. Merging drops the paragraphs that chunk overlap repeated."""
     groups: list[list[Chunk]] = []
+    moment: dict[int, float | None] = {}  # group (by position) -> its best hit's moment
     for hit in hits:
         home = next((g for g in groups if _adjacent(g, hit.chunk)), None)
         if home is None:
+            moment[len(groups)] = hit.at_s
             groups.append([hit.chunk])
         elif hit.chunk.id not in {c.id for c in home}:
             home.append(hit.chunk)
     sources: list[Source] = []
     used = 0
-    for group in groups:
+    for position, group in enumerate(groups):
         group.sort(key=lambda c: (c.line_start, c.ordinal))
         text = _merge(c.text for c in group)
         tokens = count_tokens([text])[0]
         if sources and used + tokens > budget:
             continue
-        sources.append(Source(len(sources) + 1, tuple(group), text))
+        sources.append(Source(len(sources) + 1, tuple(group), text, moment[position]))
         used += tokens
     return sources
 

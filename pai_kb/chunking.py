@@ -215,6 +215,16 @@ def _tail(pieces: list[_Piece], overlap: int, room: int) -> list[_Piece]:
     return tail
 
 
+def _cues(pieces: list[_Piece]) -> tuple[tuple[float, int, int], ...]:
+    """Where each timed piece sits in the chunk's body (pieces joined by a blank line, as `_chunk` does)."""
+    cues, at = [], 0
+    for piece in pieces:
+        if piece.start_s is not None:
+            cues.append((piece.start_s, at, at + len(piece.text)))
+        at += len(piece.text) + 2
+    return tuple(cues)
+
+
 def _chunk(doc: Document, ordinal: int, heading: str, header: str, body: str, pieces: list[_Piece],
            occurrence: int) -> Chunk:
     digest = hashlib.sha1(f"{doc.key}\0{heading}\0{body}\0{occurrence}".encode()).hexdigest()[:20]
@@ -226,4 +236,5 @@ def _chunk(doc: Document, ordinal: int, heading: str, header: str, body: str, pi
         line_end=max(p.line_end for p in pieces), tags=doc.tags, aliases=doc.aliases,
         source_type=doc.source_type, url=url_at(doc.url, min(starts) if starts else None),
         start_s=min(starts) if starts else None, end_s=max(ends) if ends else None,
+        cues=_cues(pieces) if starts else (),
     )

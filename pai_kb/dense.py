@@ -17,7 +17,18 @@ from typing import Any
 
 from pai_kb.manifest import Manifest
 
-__all__ = ["DenseIndex"]
+__all__ = ["DenseIndex", "nearest_moment"]
+
+
+def nearest_moment(vector: Sequence[float], moments: Sequence[tuple[float, Sequence[float]]]) -> float | None:
+    """The start (seconds) of the cue whose vector is nearest `vector` by cosine (unit vectors: the dot
+    product), the earliest among equals; None when there are no cues."""
+    import numpy as np
+
+    if not moments:
+        return None
+    scores = np.asarray([v for _, v in moments], dtype=np.float32) @ np.asarray(vector, dtype=np.float32)
+    return moments[int(np.argmax(scores))][0]
 
 
 class DenseIndex:

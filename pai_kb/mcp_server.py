@@ -75,6 +75,7 @@ class Passage(TypedDict):
     obsidian_uri: str | None
     similarity: float | None  # dense cosine similarity to the query, when the dense arm saw the passage
     local_only: bool  # always false here: local-only passages never reach an MCP client
+    at_s: float | None  # a transcript passage: the start of its cue nearest the query, in seconds
 
 
 class SearchResult(TypedDict):
@@ -98,6 +99,7 @@ class Citation(TypedDict):
     line_end: int
     url: str | None
     start_s: float | None
+    at_s: float | None  # a transcript source: the moment its best passage points at, in seconds
     chunk_id: str
     chunk_ids: list[str]
     obsidian_uri: str | None

@@ -270,6 +270,9 @@ class Chunk:
     url: str | None = None
     start_s: float | None = None
     end_s: float | None = None
+    # A transcript's cues in `text`: (start in seconds, first character, end character), so a search can
+    # cite the moment in the passage that answers it (`Hit.at_s`). Set by chunking; not read back.
+    cues: tuple[tuple[float, int, int], ...] = ()
     # Its note is marked local-only (`private: true`, or a `privacy.local_only` pattern): searchable here,
     # never sent to a model off this machine, an MCP client, a hook's output or a remote HTTP client.
     local_only: bool = False
@@ -294,6 +297,14 @@ class Hit:
     # Cosine similarity of the query to this chunk when the dense arm saw it: `ask` decides whether to
     # abstain from it, so the question is never encoded or the vectors fetched a second time.
     similarity: float | None = None
+    # For a transcript passage found by meaning: the start (seconds) of its cue nearest the query, the
+    # moment a citation points at; None elsewhere (the passage's own `start_s` is cited then).
+    at_s: float | None = None
+
+    @property
+    def cited_s(self) -> float | None:
+        """The second a citation of this hit points at: `at_s`, else the passage's start."""
+        return self.at_s if self.at_s is not None else self.chunk.start_s
 
 
 @dataclass(frozen=True)

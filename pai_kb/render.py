@@ -55,7 +55,8 @@ def hyperlink(text: str, uri: str | None) -> str:
 def hit_dict(hit: Hit, vault: str | None = None) -> dict[str, Any]:
     """One search hit as its JSON object: rank, score (6 decimals), place (path, root, lines, seconds), text,
     chunk id, `obsidian_uri` (None outside the vault), the dense cosine `similarity` (None when the dense
-    arm did not see it) and `local_only` (see `privacy`)."""
+    arm did not see it), `local_only` (see `privacy`) and `at_s` (a transcript passage's moment nearest
+    the query, seconds; see `Hit.at_s`)."""
     c = hit.chunk
     return {
         "rank": hit.rank, "score": round(hit.score, 6), "path": c.path, "root": c.root, "title": c.title,
@@ -63,6 +64,7 @@ def hit_dict(hit: Hit, vault: str | None = None) -> dict[str, Any]:
         "source_type": c.source_type, "tags": list(c.tags), "text": c.text, "url": c.url,
         "start_s": c.start_s, "end_s": c.end_s, "chunk_id": c.id, "obsidian_uri": obsidian_uri(vault, c),
         "similarity": None if hit.similarity is None else round(hit.similarity, 6), "local_only": c.local_only,
+        "at_s": hit.at_s,
     }
 
 
@@ -90,7 +92,7 @@ def hits_from_json(payload: dict[str, Any]) -> list[Hit]:
                       heading=r["heading"], text=r["text"], embed_text="", line_start=r["line_start"],
                       line_end=r["line_end"], tags=tuple(r["tags"]), source_type=r["source_type"], url=r["url"],
                       start_s=r["start_s"], end_s=r["end_s"])
-        hits.append(Hit(chunk=chunk, score=r["score"], rank=r["rank"]))
+        hits.append(Hit(chunk=chunk, score=r["score"], rank=r["rank"], at_s=r.get("at_s")))
     return hits
 
 
@@ -111,14 +113,15 @@ def search_text(hits: Sequence[Hit], vault: str | None = None, links: bool = Fal
 
 def citation(hit: Hit) -> str:
     """Where a hit is, as a person cites it: `path:START-END` (lines), `path p. N-M` for a PDF, then
-    `@ HH:MM:SS` for a transcript cue and the clip's URL when it has one."""
+    `@ HH:MM:SS` for a transcript (the moment nearest the query when known, else the passage's start)
+    and the clip's URL when it has one."""
     c = hit.chunk
     if c.source_type == "pdf":
         pages = f"{c.line_start}-{c.line_end}" if c.line_end != c.line_start else f"{c.line_start}"
         return f"{c.path} p. {pages}"
     where = f"{c.path}:{c.line_start}-{c.line_end}" if c.line_end != c.line_start else f"{c.path}:{c.line_start}"
-    if c.start_s is not None:
-        where += f" @ {timestamp(c.start_s)}"
+    if hit.cited_s is not None:
+        where += f" @ {timestamp(hit.cited_s)}"
     return f"{where} {c.url}" if c.url else where
 
 
@@ -256,7 +259,7 @@ class JsonLogFormatter(logging.Formatter):
 def source_citation(source: Source) -> str:
     """An answer source's citation (see `citation`), over the lines of all the chunks merged into it."""
     c = source.first
-    hit = Hit(chunk=c, score=0.0, rank=source.n)
+    hit = Hit(chunk=c, score=0.0, rank=source.n, at_s=source.at_s)
     if source.line_start == c.line_start and source.line_end == c.line_end:
         return citation(hit)
     from dataclasses import replace
@@ -272,7 +275,7 @@ def answer_dict(answer: Answer, vault: str | None = None) -> dict[str, Any]:
         "question": answer.question, "answer": answer.text, "grounded": answer.grounded,
         "citations": [{"n": s.n, "path": s.first.path, "root": s.first.root, "heading": s.first.heading,
                        "line_start": s.line_start, "line_end": s.line_end, "url": s.first.url,
-                       "start_s": s.first.start_s, "chunk_id": s.first.id,
+                       "start_s": s.first.start_s, "at_s": s.at_s, "chunk_id": s.first.id,
                        "chunk_ids": [c.id for c in s.chunks],
                        "obsidian_uri": obsidian_uri(vault, s.first)} for s in answer.shown],
         "model": answer.model, "abstained": answer.abstained, "extractive": answer.extractive,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from pai_kb.dense import DenseIndex
+from pai_kb.dense import DenseIndex, nearest_moment
 from pai_kb.embeddings import Encoder
 from pai_kb.errors import InvalidRequest
 from pai_kb.manifest import Manifest
@@ -95,27 +95,37 @@ class Retriever:
         # per_note caps and overlap removal discard candidates, so fetch deeper when they will.
         depth = max(_CANDIDATES, k * 3)
         similarity: dict[str, float] = {}
+        vector = None
         if mode == "keyword":
             ranked = self.manifest.keyword_search(query, depth, filters, True, hold_out.columns)
         elif mode == "dense":
-            ranked = self._dense(query, depth, filters, hold_out)
+            ranked, vector = self._dense(query, depth, filters, hold_out)
             similarity = dict(ranked)
         else:
             # The keyword query runs in SQLite while the model encodes: both release the GIL.
             keyword = self._pool.submit(self.manifest.keyword_search, query, depth, filters, False, hold_out.columns)
-            dense = self._dense(query, depth, filters, hold_out)
+            dense, vector = self._dense(query, depth, filters, hold_out)
             similarity = dict(dense)
             ranked = rrf([[i for i, _ in dense], [i for i, _ in keyword.result()]])
         chunks = self.manifest.get_chunks([i for i, _ in ranked])
         groups = self.manifest.copy_groups([c.doc_key for c in chunks.values()])
         kept = [(chunks[i], s) for i, s in ranked if i in chunks and chunks[i].doc_key not in hold_out.docs]
-        hits = select(kept, k, per_note, groups)
-        return [replace(h, similarity=similarity.get(h.chunk.id)) for h in hits]
+        hits = [replace(h, similarity=similarity.get(h.chunk.id)) for h in select(kept, k, per_note, groups)]
+        return self._localise(hits, vector) if vector is not None else hits
 
-    def _dense(self, query: str, depth: int, filters: Filters, hold_out: HoldOut) -> list[tuple[str, float]]:
+    def _localise(self, hits: list[Hit], vector: Sequence[float]) -> list[Hit]:
+        """Transcript hits with `at_s`, the cue nearest the query: a passage spans a minute or more, the
+        answer a few seconds of it."""
+        moments = self.manifest.moments([h.chunk.id for h in hits if h.chunk.start_s is not None])
+        return [replace(h, at_s=nearest_moment(vector, moments[h.chunk.id])) if h.chunk.id in moments else h
+                for h in hits]
+
+    def _dense(self, query: str, depth: int, filters: Filters,
+               hold_out: HoldOut) -> tuple[list[tuple[str, float]], Sequence[float] | None]:
+        """(id, cosine similarity) best first, and the query's vector (None when no chunk may match)."""
         allowed = self.manifest.filtered_ids(filters) if filters.active else None
         if allowed is not None and not allowed:
-            return []
+            return [], None
         # In a fresh process, reading the vectors from the manifest overlaps loading the query encoder.
         # numpy is imported first, here: its C extension breaks when two threads import it at once.
         import numpy  # noqa: F401
@@ -123,4 +133,4 @@ class Retriever:
         loading = self._pool.submit(self.dense.load)
         vector = self._embedder().embed([query])[0]
         loading.result()
-        return self.dense.query(vector, depth, allowed, hold_out.vectors)
+        return self.dense.query(vector, depth, allowed, hold_out.vectors), vector

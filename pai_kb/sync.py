@@ -30,8 +30,8 @@ from pai_kb.embeddings import Embedder
 from pai_kb.errors import FileTooLarge, MassRemoval, SourceError
 from pai_kb.loaders import load_bytes, read_file, read_sidecar
 from pai_kb.loaders.frontmatter import document_date
-from pai_kb.manifest import DocInfo, FileState, Manifest
-from pai_kb.models import Chunk, DocKey, Document
+from pai_kb.manifest import DocInfo, FileState, Manifest, Moments
+from pai_kb.models import Chunk, DocKey, Document, slices
 from pai_kb.sources import SourceFile, excluded, scan
 from pai_kb.store import VectorStore
 
@@ -460,7 +460,8 @@ class Syncer:
         return work
 
     def _write(self, batch: list[_Work], report: SyncReport) -> None:
-        ids, vectors, metas, every = self._vectors(batch, report)
+        ids, vectors, metas, every, source_of = self._vectors(batch, report)
+        moments = self._moments(batch, source_of)
         with self.manifest.transaction() as db:
             self.manifest.add_orphans(db, ids)
         if ids:
@@ -472,16 +473,17 @@ class Syncer:
                     self.manifest.delete_document(db, work.moved_from)
                 self.manifest.write_document(db, work.key, work.state, _info(work, self.config.local_only), work.chunks,
                                              [embed_hash(c.embed_text) for c in work.chunks],
-                                             [every[c.id] for c in work.chunks])
+                                             [every[c.id] for c in work.chunks], moments)
                 new = {c.id for c in work.chunks}
                 stale.extend(i for i in work.old_ids if i not in new)
             self.manifest.add_orphans(db, stale)
             self.manifest.clear_orphans(db, ids)
         self._drop_vectors(stale)
 
-    def _vectors(self, batch: Sequence[_Work], report: SyncReport) -> tuple[list[str], list, list[dict], dict]:
-        """Vectors for every chunk of the batch (the last item maps each id to its vector, for the
-        manifest), and the ids, vectors and metadata the store does not hold yet. A vector is reused
+    def _vectors(self, batch: Sequence[_Work], report: SyncReport) -> tuple[list[str], list, list[dict], dict, dict]:
+        """Vectors for every chunk of the batch (the fourth item maps each id to its vector, for the
+        manifest; the fifth each reused chunk's id to the stored chunk it took its vector from), and the
+        ids, vectors and metadata the store does not hold yet. A vector is reused
         from the manifest when the chunk keeps its id, when some chunk with the same embedded text (or
         a moved file's chunk at the same place) exists; only genuinely new text reaches the model."""
         todo: list[tuple[Chunk, str]] = []
@@ -506,33 +508,55 @@ class Syncer:
                 reuse_ids[chunk.id] = known[h]
         stored = self.manifest.vectors(sorted(set(reuse_ids.values()) | set(kept)))
         vectors: dict[str, list[float]] = {i: stored[i] for i in kept}
+        source_of = {i: i for i in kept}
         fresh = []
         for chunk, _ in todo:
             vector = stored.get(reuse_ids.get(chunk.id, ""))
             if vector is not None:
                 vectors[chunk.id] = vector
+                source_of[chunk.id] = reuse_ids[chunk.id]
                 report.chunks_reused += 1
             else:
                 fresh.append(chunk)
-        vectors.update(self._embed(fresh))
+        vectors.update(zip((c.id for c in fresh), self._embed([c.embed_text for c in fresh])))
         report.chunks_embedded += len(fresh)
         ids = [c.id for c, _ in todo]
         metas = [{"doc_key": c.doc_key, "source_type": c.source_type} for c, _ in todo]
-        return ids, [vectors[i] for i in ids], metas, vectors
+        return ids, [vectors[i] for i in ids], metas, vectors, source_of
 
-    def _embed(self, chunks: Sequence[Chunk]) -> dict[str, list[float]]:
-        """Each chunk's vector by id, embedded one model batch at a time (shortest texts first, so each
-        slice pads little), looking at `stop` before every slice: a stop request lands within one slice
-        (well under a second) even inside a note of a thousand chunks. Raises SyncStopped then; nothing
-        of this batch has been written, so the index stays as the last committed batch left it."""
-        ordered = sorted(chunks, key=lambda c: len(c.embed_text))
+    def _moments(self, batch: Sequence[_Work], source_of: Mapping[str, str]) -> dict[str, Moments]:
+        """Each transcript chunk's cues with their vectors (`Hit.at_s` is found from them). A chunk that
+        took its vector from a stored one with as many cues takes those cue vectors too (same text, same
+        cues), with its own start times; the others' cues are embedded, without the heading: a cue is
+        scored against the query on its own words."""
+        timed = [c for work in batch for c in work.chunks if c.cues]
+        stored = self.manifest.moments([source_of[c.id] for c in timed if c.id in source_of])
+        found: dict[str, Moments] = {}
+        todo = []
+        for chunk in timed:
+            old = stored.get(source_of.get(chunk.id, ""))
+            if old is not None and len(old) == len(chunk.cues):
+                found[chunk.id] = [(start, vector) for (start, _, _), (_, vector) in zip(chunk.cues, old)]
+            else:
+                todo.append(chunk)
+        vectors = iter(self._embed([c.text[a:b] for c in todo for _, a, b in c.cues]))
+        for chunk in todo:
+            found[chunk.id] = [(start, next(vectors)) for start, _, _ in chunk.cues]
+        return found
+
+    def _embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Each text's vector, in order, embedded one model batch at a time (shortest texts first, so
+        each slice pads little), looking at `stop` before every slice: a stop request lands within one
+        slice (well under a second) even inside a note of a thousand chunks. Raises SyncStopped then;
+        nothing of this batch has been written, so the index stays as the last committed batch left it."""
+        order = sorted(range(len(texts)), key=lambda n: len(texts[n]))
         size = getattr(self.embedder, "batch_size", _EMBED_SLICE)
-        vectors: dict[str, list[float]] = {}
-        for start in range(0, len(ordered), size):
+        vectors: list[list[float]] = [[] for _ in texts]
+        for done, part in enumerate(slices(order, size)):
             if self._stop():
-                raise SyncStopped(f"stopped after embedding {start} of {len(ordered)} chunks of this batch")
-            piece = ordered[start:start + size]
-            vectors.update(zip((c.id for c in piece), self.embedder.embed([c.embed_text for c in piece])))
+                raise SyncStopped(f"stopped after embedding {done * size} of {len(texts)} texts of this batch")
+            for n, vector in zip(part, self.embedder.embed([texts[n] for n in part])):
+                vectors[n] = vector
         return vectors
 
     def _delete(self, keys: Sequence[str]) -> None:

@@ -17,9 +17,9 @@ from pai_kb.manifest.database import SCHEMA_VERSION
 from pai_kb.manifest.documents import DocInfo, Documents, FileState
 from pai_kb.manifest.journal import Journal
 from pai_kb.manifest.ranking import Ranking, filter_sql
-from pai_kb.manifest.vectors import Vectors
+from pai_kb.manifest.vectors import Moments, Vectors
 
-__all__ = ["SCHEMA_VERSION", "DocInfo", "FileState", "Manifest", "filter_sql"]
+__all__ = ["SCHEMA_VERSION", "DocInfo", "FileState", "Manifest", "Moments", "filter_sql"]
 
 
 class Manifest(Documents, Vectors, Journal, Ranking):

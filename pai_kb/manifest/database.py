@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS files(
 CREATE TABLE IF NOT EXISTS chunks(
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_key TEXT NOT NULL, ordinal INTEGER NOT NULL,
     title TEXT, heading TEXT, text TEXT, embed_hash TEXT NOT NULL, line_start INTEGER, line_end INTEGER,
-    tags TEXT, aliases TEXT, source_type TEXT, url TEXT, start_s REAL, end_s REAL, vector BLOB NOT NULL);
+    tags TEXT, aliases TEXT, source_type TEXT, url TEXT, start_s REAL, end_s REAL, vector BLOB NOT NULL,
+    moments BLOB);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_key);
 CREATE INDEX IF NOT EXISTS chunks_embed ON chunks(embed_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
@@ -38,7 +39,7 @@ CREATE TABLE IF NOT EXISTS orphans(id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS materialized(source TEXT PRIMARY KEY, note_path TEXT NOT NULL, written_hash TEXT NOT NULL);
 """
 # Part of the index fingerprint: a manifest written with another schema must be rebuilt, not read.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7  # 7: transcript chunks carry their cues' vectors (`moments`)
 _TABLES = ("meta", "files", "chunks", "chunks_fts", "chunks_seg", "orphans", "materialized")
 # The two keyword tables (see `ranking`): every chunk has a row in each, under the chunk's rowid.
 _KEYWORD_TABLES = ("chunks_fts", "chunks_seg")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pai_kb.keyword import segmented
 from pai_kb.manifest.database import _KEYWORD_TABLES, Database, _bump_version, batched
 from pai_kb.models import Chunk, DocKey
+from pai_kb.manifest.vectors import Moments, pack_moments
 
 __all__ = ["DocInfo", "Documents", "FileState"]
 
@@ -78,8 +79,11 @@ class Documents(Database):
         return found
 
     def write_document(self, db: sqlite3.Connection, doc_key: str, state: FileState, info: DocInfo,
-                       chunks: Sequence[Chunk], embed_hashes: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
-        """Replace a file's row and all its chunks; call inside `transaction()`."""
+                       chunks: Sequence[Chunk], embed_hashes: Sequence[str], vectors: Sequence[Sequence[float]],
+                       moments: Mapping[str, Moments] | None = None) -> None:
+        """Replace a file's row and all its chunks (with the cue vectors of transcript chunks, by chunk id,
+        from `moments`); call inside `transaction()`."""
+        moments = moments or {}
         self.delete_document(db, doc_key)
         key = DocKey.parse(doc_key)
         db.execute("INSERT INTO files(doc_key, root, path, mtime_ns, size, content_hash, title, source_type, links, "
@@ -91,12 +95,12 @@ class Documents(Database):
         for chunk, embed_hash, vector in zip(chunks, embed_hashes, vectors, strict=True):
             cur = db.execute(
                 "INSERT INTO chunks(id, doc_key, ordinal, title, heading, text, embed_hash, line_start, "
-                "line_end, tags, aliases, source_type, url, start_s, end_s, vector) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "line_end, tags, aliases, source_type, url, start_s, end_s, vector, moments) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (chunk.id, doc_key, chunk.ordinal, chunk.title, chunk.heading, chunk.text, embed_hash,
                  chunk.line_start, chunk.line_end, json.dumps(list(chunk.tags)),
                  json.dumps(list(chunk.aliases)), chunk.source_type, chunk.url, chunk.start_s, chunk.end_s,
-                 array("f", vector).tobytes()))
+                 array("f", vector).tobytes(), pack_moments(moments.get(chunk.id))))
             fields = (chunk.title, " ".join(chunk.aliases), chunk.heading, chunk.text)
             db.execute("INSERT INTO chunks_fts(rowid, title, aliases, heading, text) VALUES (?, ?, ?, ?, ?)",
                        (cur.lastrowid, *fields))

@@ -93,7 +93,8 @@ async function search() {
 }
 
 function place(hit) {
-  if (hit.start_s !== null && hit.start_s !== undefined) return `at ${clock(hit.start_s)}`;
+  const at = hit.at_s ?? hit.start_s;  // the moment nearest the query, else the passage's start
+  if (at !== null && at !== undefined) return `at ${clock(at)}`;
   return hit.line_start ? `lines ${hit.line_start}–${hit.line_end}` : "";
 }
 
