@@ -18,6 +18,8 @@ to sync; opening a generation to read creates nothing.
 from __future__ import annotations
 
 import errno
+import json
+import logging
 import os
 import re
 import shutil
@@ -33,7 +35,7 @@ from pai_kb.errors import ConfigError, IndexWriteError
 from pai_kb.locking import writer_lock
 from pai_kb.manifest import Manifest
 from pai_kb.search import Retriever
-from pai_kb.store import ManifestVectors, VectorStore, collection_name
+from pai_kb.store import ManifestVectors, VectorStore, collection_name, drop_collection
 from pai_kb.sync import Progress, SyncReport
 
 __all__ = ["CURRENT", "Generation", "Generations", "Writer", "create", "current", "following", "newest", "ours",
@@ -41,6 +43,9 @@ __all__ = ["CURRENT", "Generation", "Generations", "Writer", "create", "current"
 
 CURRENT = "CURRENT"
 MARKER = ".pai-kb-generation"
+log = logging.getLogger("pai_kb.generations")
+# In a generation built on a Chroma server: the server's URL and the generation's collection there.
+SERVER_RECORD = "chroma-server.json"
 _OLD_CONTENTS = frozenset(("manifest.sqlite3", "manifest.sqlite3-wal", "manifest.sqlite3-shm", "chroma"))
 _GENERATION = re.compile(r"gen-(\d+)")
 
@@ -107,13 +112,18 @@ def write_failure(exc: BaseException, index_dir: Path) -> IndexWriteError | None
     return IndexWriteError(f"cannot write the index at {index_dir}: {cause}; the index as it was is still searchable")
 
 
-def create(generation: Path) -> Path:
-    """Make a generation folder with the marker that proves pai-kb made it (only writers call this)."""
+def create(generation: Path, chroma_url: str | None = None) -> Path:
+    """Make a generation folder with the marker that proves pai-kb made it (only writers call this).
+    With `chroma_url`, also record the server that holds its collection (`SERVER_RECORD`), so pruning
+    the generation drops that collection even after the setting changed."""
     generation.mkdir(parents=True, exist_ok=True)
     marker = generation / MARKER
     if not marker.exists():
         marker.write_text("made by pai-kb; the folder is removed when a newer generation replaces it\n",
                           encoding="utf-8")
+    record = generation / SERVER_RECORD
+    if chroma_url and not record.exists():
+        record.write_text(json.dumps({"url": chroma_url, "collection": collection_name(generation)}), encoding="utf-8")
     return generation
 
 
@@ -128,14 +138,28 @@ def ours(generation: Path) -> bool:
 
 
 def prune(index_dir: Path, keep: set[Path]) -> list[Path]:
-    """Remove generations other than `keep` (unfinished ones included) that pai-kb made (see `ours`);
-    returns what was removed."""
+    """Remove generations other than `keep` (unfinished ones included) that pai-kb made (see `ours`),
+    with their collections on a Chroma server (a server that cannot be reached leaves the collection,
+    with a warning naming it); returns what was removed."""
     removed = []
     for path in index_dir.glob("gen-*"):
         if _GENERATION.fullmatch(path.name) and path not in keep and ours(path):
+            _drop_collection(path)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+
+def _drop_collection(generation: Path) -> None:
+    try:
+        record = json.loads((generation / SERVER_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # an embedded generation: its vectors go with its folder
+    try:
+        drop_collection(record["url"], record["collection"])
+    except ConfigError as exc:
+        log.warning("collection %s of the removed %s was left on the server: %s", record["collection"],
+                    generation.name, exc)
 
 
 class Generation:

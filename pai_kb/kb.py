@@ -215,7 +215,7 @@ class KnowledgeBase:
                   batch_chunks: int | None, allow_removal: bool) -> SyncReport:
         """One repair-then-sync pass of `gen` (see `Syncer.run`), which records the roots and the
         fingerprint it is built for, then marks what is local-only."""
-        generations.create(gen.path)
+        generations.create(gen.path, self.config.chroma_url)
         self._check_roots(gen.manifest, record=True)
         if gen.manifest.get_meta("fingerprint") is None:  # vectors of two models or chunkers never mix
             gen.manifest.set_meta("fingerprint", self.fingerprint)

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from pai_kb.errors import ConfigError
 from pai_kb.models import slices
 
-__all__ = ["ManifestVectors", "VectorStore", "collection_name"]
+__all__ = ["ManifestVectors", "VectorStore", "collection_name", "drop_collection"]
 
 COLLECTION = "chunks"
 # Ids per Chroma request: under the server's own limit (its client's `get_max_batch_size()`).
@@ -56,6 +56,37 @@ class ManifestVectors:
         return self._manifest.all_chunk_ids()
 
 
+def _server(url: str) -> Any:
+    """A client of the Chroma server at `url`, checked by a heartbeat. Raises ConfigError when `url` is
+    not http(s) or the server cannot be reached."""
+    import chromadb
+    from chromadb.config import Settings
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"index.url '{url}' is not an http(s) URL like http://127.0.0.1:8000")
+    try:
+        client = chromadb.HttpClient(host=parts.hostname, port=parts.port or 8000, ssl=parts.scheme == "https",
+                                     settings=Settings(anonymized_telemetry=False))
+        client.heartbeat()
+    except Exception as exc:  # chromadb raises bare Exceptions for connection failures
+        raise ConfigError(f"cannot reach the Chroma server at {url}: start it (chroma run --path DIR "
+                          "--port N) or fix index.url / PAI_KB_CHROMA_URL") from exc
+    return client
+
+
+def drop_collection(url: str, name: str) -> None:
+    """Delete collection `name` from the Chroma server at `url`; one already gone is no error. Raises
+    ConfigError when the server cannot be reached."""
+    from chromadb.errors import NotFoundError
+
+    client = _server(url)
+    try:
+        client.delete_collection(name)
+    except (NotFoundError, ValueError):  # older servers answer a missing collection with ValueError
+        pass
+
+
 class VectorStore:
     """Vectors in a Chroma collection (cosine space), on a server with `url` or embedded in `path`; vectors
     are always given, Chroma never embeds. Raises ConfigError when `url` is not http(s) or the server
@@ -64,21 +95,11 @@ class VectorStore:
         import chromadb
         from chromadb.config import Settings
 
-        settings = Settings(anonymized_telemetry=False)
         if url:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"index.url '{url}' is not an http(s) URL like http://127.0.0.1:8000")
-            try:
-                self._client = chromadb.HttpClient(host=parts.hostname, port=parts.port or 8000,
-                                                   ssl=parts.scheme == "https", settings=settings)
-                self._client.heartbeat()
-            except Exception as exc:  # chromadb raises bare Exceptions for connection failures
-                raise ConfigError(f"cannot reach the Chroma server at {url}: start it (chroma run --path DIR "
-                                  "--port N) or fix index.url / PAI_KB_CHROMA_URL") from exc
+            self._client = _server(url)
         else:
             path.mkdir(parents=True, exist_ok=True)
-            self._client = chromadb.PersistentClient(path=str(path), settings=settings)
+            self._client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
         self._name = collection
         self._collection = self._client.get_or_create_collection(
             collection, embedding_function=None, metadata={"hnsw:space": "cosine"})

@@ -170,3 +170,21 @@ def test_unreachable_chroma_server_is_clear(tmp_path, vault, embedder):
     kb = make_kb(tmp_path, vault, embedder, chroma_url="http://127.0.0.1:9")
     with pytest.raises(ConfigError, match="cannot reach the Chroma server at http://127.0.0.1:9: start it"):
         kb.index()
+
+
+def test_pruning_a_generation_drops_its_collection_on_the_server(server_mk, chroma_server, tmp_path, vault,
+                                                                  embedder):
+    import chromadb
+
+    from pai_kb.store import collection_name
+
+    server = chromadb.HttpClient(host="127.0.0.1", port=int(chroma_server.rsplit(":", 1)[1]))
+    kb = server_mk(tmp_path, vault, embedder)
+    kb.index()
+    first = kb.generations.current.path
+    kb.index(rebuild=True)
+    kb.index(rebuild=True)  # the first generation is now older than the previous one: pruned
+    names = {c.name for c in server.list_collections()}
+    assert not first.exists() and collection_name(first) not in names
+    assert collection_name(kb.generations.current.path) in names
+    assert server.get_collection(collection_name(kb.generations.current.path)).count() == kb.manifest.counts()[1]
