@@ -1,23 +1,27 @@
-"""Dense retrieval by exact cosine over every vector, held in memory and read from the manifest.
+"""Dense retrieval: by exact cosine over every vector, held in memory and read from the manifest
+(`DenseIndex`, the embedded default), or by the Chroma server of `index.url` (`ServerDense`).
 
-Each chunk's vector is written in the same SQLite transaction as the chunk itself (Chroma stays the
-store of record and the server-mode backend), so the query path needs neither chromadb nor any repair:
-what the keyword arm can see, the dense arm sees too, in every process, the moment a sync commits. A
-process keeps the matrix and reloads it when the manifest's version moves (another process indexed,
-the watcher applied a batch), so a running server follows the index. Brute force over 100k × 384
-float32 is a few milliseconds of one matrix-vector product: exact, where an HNSW graph approximates.
+Embedded: each chunk's vector is written in the same SQLite transaction as the chunk itself, so the
+query path needs neither chromadb nor any repair: what the keyword arm can see, the dense arm sees too,
+in every process, the moment a sync commits. A process keeps the matrix and reloads it when the
+manifest's version moves (another process indexed, the watcher applied a batch), so a running server
+follows the index. Brute force over 100k × 384 float32 is a few milliseconds of one matrix-vector
+product: exact, where an HNSW graph approximates; but every process holds the whole matrix.
+
+On a Chroma server the server's HNSW index answers, and a process holds no vectors: the backend for
+collections that outgrow one machine's memory. Filters reach it as the list of allowed chunk ids.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pai_kb.manifest import Manifest
 
-__all__ = ["DenseIndex", "nearest_moment"]
+__all__ = ["Dense", "DenseIndex", "ServerDense", "nearest_moment"]
 
 
 def nearest_moment(vector: Sequence[float], moments: Sequence[tuple[float, Sequence[float]]]) -> float | None:
@@ -93,3 +97,44 @@ class _State:
     ids: list[str]
     row: dict[str, int]
     matrix: Any
+
+
+class ServerDense:
+    """The dense arm on a Chroma server (`index.url`): the server's HNSW index finds the neighbours, so no
+    process holds the collection; the few vectors a caller asks for by id (`related`) are read from the
+    manifest, which keeps every vector beside its chunk. Same interface as `DenseIndex`."""
+
+    def __init__(self, manifest: Manifest, store: Callable[[], Any]) -> None:
+        self.manifest = manifest
+        self._store = store
+
+    def query(self, vector: Sequence[float], k: int, ids: Sequence[str] | None = None,
+              instead: Mapping[str, Sequence[float]] | None = None) -> list[tuple[str, float]]:
+        """As `DenseIndex.query`. The chunks in `instead` are scored here, by the vectors given, and
+        merged with the server's answer for the rest. Raises VectorServerUnreachable when the server
+        does not answer."""
+        import numpy as np
+
+        if ids is not None and not ids:
+            return []
+        found = self._store().query(vector, k + len(instead or ()), ids)
+        if not instead:
+            return found[:k]
+        allowed = None if ids is None else set(ids)
+        query = np.asarray(vector, dtype=np.float32)
+        scored = [(i, s) for i, s in found if i not in instead]
+        scored += [(i, float(np.asarray(v, dtype=np.float32) @ query)) for i, v in instead.items()
+                   if allowed is None or i in allowed]
+        return sorted(scored, key=lambda pair: -pair[1])[:k]
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        """Chunk id -> its vector, read from the manifest."""
+        return self.manifest.vectors(ids)
+
+    def load(self) -> None:
+        """Connect to the server now (there is no matrix to read)."""
+        self._store()
+
+
+# Either dense arm: what `search` and `related` are given.
+Dense = DenseIndex | ServerDense

@@ -8,6 +8,7 @@ wrong *and* what the person can do about it, and must never carry a secret.
     ├── ConfigError          a setting, config file or path given by the person is unusable
     │   ├── BadSetting       a setting's value has the wrong type or range (a usage error: exit 2)
     │   └── VaultMismatch    the index was built for other roots than the ones given
+    │   └── VectorServerUnreachable  the Chroma server of `index.url` does not answer (down, restarting)
     ├── IndexLockedError     another process writes the same index
     ├── IndexWriteError      the index folder cannot be written (disk full, read-only, no permission)
     ├── MassRemoval          a sync would drop most of the index (a vanished folder, not a choice)
@@ -20,7 +21,7 @@ wrong *and* what the person can do about it, and must never carry a secret.
 """
 
 __all__ = ["BadSetting", "ConfigError", "FileTooLarge", "IndexLockedError", "IndexWriteError", "InvalidRequest",
-           "LLMError", "LoaderTimeout", "MassRemoval", "NoteNotFound", "PaiKbError", "SourceError", "VaultMismatch"]
+           "LLMError", "LoaderTimeout", "MassRemoval", "NoteNotFound", "PaiKbError", "SourceError", "VaultMismatch", "VectorServerUnreachable"]
 
 
 class PaiKbError(Exception):
@@ -41,6 +42,11 @@ class VaultMismatch(ConfigError):
 
 class IndexLockedError(PaiKbError):
     """Another process is writing to the same index."""
+
+
+class VectorServerUnreachable(ConfigError):
+    """The Chroma server that holds the index's vectors (`index.url`) does not answer: nothing was
+    written (a sync resumes next run) or searched by meaning (keyword search needs no server)."""
 
 
 class IndexWriteError(PaiKbError):

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-from pai_kb.dense import DenseIndex
+from pai_kb.dense import DenseIndex, ServerDense
 from pai_kb.embeddings import Encoder
 from pai_kb.errors import ConfigError, IndexWriteError
 from pai_kb.locking import writer_lock
@@ -199,8 +199,11 @@ class Generation:
         return self._encoder_for(self.manifest)
 
     @cached_property
-    def dense(self) -> DenseIndex:
-        """The dense index over this generation's vectors, loaded on first query."""
+    def dense(self) -> DenseIndex | ServerDense:
+        """The dense arm over this generation's vectors: the Chroma server's collection with `index.url`,
+        else the manifest's vectors as one matrix, loaded on first query."""
+        if self._chroma_url:
+            return ServerDense(self.manifest, lambda: self.store)
         return DenseIndex(self.manifest)
 
     @cached_property

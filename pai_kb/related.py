@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from pai_kb.dense import DenseIndex
+from pai_kb.dense import Dense
 from pai_kb.manifest import Manifest
 from pai_kb.models import DocKey
 from pai_kb.notes import resolve_note
@@ -56,7 +56,7 @@ def linked_keys(links: Sequence[str], documents: Mapping[str, tuple[str, list[st
     return out
 
 
-def related(manifest: Manifest, dense: DenseIndex, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
+def related(manifest: Manifest, dense: Dense, note: str, k: int = 10, new_only: bool = False) -> list[RelatedNote]:
     """Up to `k` notes most like `note` (a path or title), best first; `new_only` leaves out those it links to.
     Raises NoteNotFound when no single indexed note answers to `note`."""
     documents = manifest.documents()

@@ -1,4 +1,4 @@
-"""Retrieval: dense (Chroma), keyword (SQLite FTS5 BM25) and their fusion.
+"""Retrieval: dense (the manifest's matrix, or a Chroma server), keyword (SQLite FTS5 BM25) and their fusion.
 
 Hybrid ranks by reciprocal rank fusion (k=60, equal weights, as published): it needs no calibration
 between cosine similarities and BM25 scores, which live on unrelated scales, and weights tuned on one
@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from pai_kb.dense import DenseIndex, nearest_moment
+from pai_kb.dense import Dense, nearest_moment
 from pai_kb.embeddings import Encoder
-from pai_kb.errors import InvalidRequest
+from pai_kb.errors import InvalidRequest, VectorServerUnreachable
 from pai_kb.manifest import Manifest
 from pai_kb.models import MODES, Chunk, Filters, Hit, HoldOut, valid_text
 
@@ -72,7 +72,7 @@ def select(ranked: Sequence[tuple[Chunk, float]], k: int, per_note: int | None =
 
 class Retriever:
     """Keyword, dense and hybrid search over one index generation; results hydrated from the manifest."""
-    def __init__(self, manifest: Manifest, dense: DenseIndex, embedder: Callable[[], Encoder]) -> None:
+    def __init__(self, manifest: Manifest, dense: Dense, embedder: Callable[[], Encoder]) -> None:
         self.manifest = manifest
         self.dense = dense
         self._embedder = embedder
@@ -132,5 +132,9 @@ class Retriever:
 
         loading = self._pool.submit(self.dense.load)
         vector = self._embedder().embed([query])[0]
-        loading.result()
-        return self.dense.query(vector, depth, allowed, hold_out.vectors), vector
+        try:
+            loading.result()
+            return self.dense.query(vector, depth, allowed, hold_out.vectors), vector
+        except VectorServerUnreachable as exc:
+            raise VectorServerUnreachable(f"{exc}; nothing was searched. A keyword search (mode keyword) needs no "
+                                          "vector server") from exc

@@ -50,7 +50,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from pai_kb import render
 from pai_kb.client import advertised, new_key, proof
-from pai_kb.errors import (ConfigError, IndexLockedError, InvalidRequest, LLMError,
+from pai_kb.errors import (ConfigError, IndexLockedError, InvalidRequest, LLMError, VectorServerUnreachable,
                            NoteNotFound, PaiKbError)
 from pai_kb.kb import KnowledgeBase
 from pai_kb.models import MAX_ASK_K, MAX_K, MAX_TEXT_CHARS, MODES, AskRequest, SearchRequest, checked_date
@@ -66,7 +66,7 @@ T = TypeVar("T")
 # Library error type -> HTTP status; the most specific type listed first wins.
 STATUS: tuple[tuple[type[PaiKbError], int], ...] = (
     (InvalidRequest, 400), (NoteNotFound, 404), (LLMError, 502),
-    (IndexLockedError, 409), (ConfigError, 400), (PaiKbError, 500),
+    (IndexLockedError, 409), (VectorServerUnreachable, 503), (ConfigError, 400), (PaiKbError, 500),
 )
 
 

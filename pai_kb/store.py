@@ -1,13 +1,17 @@
 """Where vectors are stored, besides the manifest that always holds them beside their chunks.
 
 Embedded (the default, `ManifestVectors`): nowhere else. Every chunk's vector is written into the
-manifest in the chunk's own transaction, and dense search reads it there; no second copy is written.
-(Chroma's embedded `PersistentClient` is not process-safe, and `watch`, `serve`, the CLI and MCP
-processes open one index at once; SQLite in WAL mode serves them safely.)
+manifest in the chunk's own transaction, and dense search reads it there (`dense.DenseIndex`, one
+matrix per process); no second copy is written. (Chroma's embedded `PersistentClient` is not
+process-safe, and `watch`, `serve`, the CLI and MCP processes open one index at once; SQLite in WAL
+mode serves them safely.)
 
-With `index.url` (`VectorStore`): a Chroma server (`chroma run`) also holds the vectors, with vectors
-always passed in (Chroma must never embed or download), one collection per generation, so several
-indexes can share one server; the sync's crash journal keeps it in step with the manifest.
+With `index.url` (`VectorStore`): a Chroma server (`chroma run`) holds the vectors too and answers the
+dense arm's queries (`dense.ServerDense`), so no process loads the collection; vectors are always passed
+in (Chroma must never embed or download), one collection per generation, so several indexes can share
+one server; the sync's crash journal keeps it in step with the manifest, and a server that does not
+answer is `VectorServerUnreachable`. The manifest's copy serves `related` (a note's own vectors) and
+crash repair.
 
 The store holds ids, vectors and the few fields dense filters need; text and citations live in the
 manifest (`pai_kb.manifest`), which is the source of truth. A vector whose id the manifest does not
@@ -17,12 +21,13 @@ know is an orphan from an interrupted run and is never shown.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pai_kb.errors import ConfigError
+from pai_kb.errors import ConfigError, PaiKbError, VectorServerUnreachable
 from pai_kb.models import slices
 
 __all__ = ["ManifestVectors", "VectorStore", "collection_name", "drop_collection"]
@@ -65,14 +70,26 @@ def _server(url: str) -> Any:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"index.url '{url}' is not an http(s) URL like http://127.0.0.1:8000")
-    try:
+    with answering(url):
         client = chromadb.HttpClient(host=parts.hostname, port=parts.port or 8000, ssl=parts.scheme == "https",
                                      settings=Settings(anonymized_telemetry=False))
         client.heartbeat()
-    except Exception as exc:  # chromadb raises bare Exceptions for connection failures
-        raise ConfigError(f"cannot reach the Chroma server at {url}: start it (chroma run --path DIR "
-                          "--port N) or fix index.url / PAI_KB_CHROMA_URL") from exc
     return client
+
+
+@contextmanager
+def answering(url: str | None) -> Iterator[None]:
+    """Around a call to the Chroma server at `url`: a failure to answer becomes VectorServerUnreachable,
+    naming the server and what to do. Embedded (`url` None), errors pass through unchanged."""
+    try:
+        yield
+    except PaiKbError:
+        raise
+    except Exception as exc:  # chromadb and httpx raise bare Exceptions for connection failures
+        if url is None:
+            raise
+        raise VectorServerUnreachable(f"cannot reach the Chroma server at {url} ({type(exc).__name__}): start it "
+                                      "(chroma run --path DIR --port N) or fix index.url / PAI_KB_CHROMA_URL") from exc
 
 
 def drop_collection(url: str, name: str) -> None:
@@ -100,50 +117,38 @@ class VectorStore:
         else:
             path.mkdir(parents=True, exist_ok=True)
             self._client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
-        self._name = collection
-        self._collection = self._client.get_or_create_collection(
-            collection, embedding_function=None, metadata={"hnsw:space": "cosine"})
+        self._name, self._url = collection, url
+        with answering(url):
+            self._collection = self._client.get_or_create_collection(
+                collection, embedding_function=None, metadata={"hnsw:space": "cosine"})
 
     def upsert(self, ids: Sequence[str], vectors: Sequence[Sequence[float]],
                metadatas: Sequence[Mapping[str, Any]]) -> None:
         """Write `ids` with their vectors and metadata (same order and length), 1,000 at a time."""
         rows = list(zip(ids, vectors, metadatas))
         for part in slices(rows, _CHROMA_BATCH):
-            self._collection.upsert(ids=[i for i, _, _ in part], embeddings=[list(v) for _, v, _ in part],
-                                    metadatas=[dict(m) for _, _, m in part])
+            with answering(self._url):
+                self._collection.upsert(ids=[i for i, _, _ in part], embeddings=[list(v) for _, v, _ in part],
+                                        metadatas=[dict(m) for _, _, m in part])
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove `ids` (unknown ones are ignored), 1,000 at a time."""
         for part in slices(ids, _CHROMA_BATCH):
-            self._collection.delete(ids=part)
-
-    def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
-        """Chunk id -> vector (dimension floats) for those of `ids` the collection holds."""
-        found: dict[str, list[float]] = {}
-        for part in slices(ids, _CHROMA_BATCH):
-            got = self._collection.get(ids=part, include=["embeddings"])
-            found.update({i: list(map(float, v)) for i, v in zip(got["ids"], got["embeddings"])})
-        return found
+            with answering(self._url):
+                self._collection.delete(ids=part)
 
     def query(self, vector: Sequence[float], k: int, ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
-        """(id, cosine similarity) best first, optionally only among `ids`."""
-        count = self._collection.count() if ids is None else len(ids)
-        if count == 0:
-            return []
-        got = self._collection.query(query_embeddings=[list(vector)], n_results=min(k, count),
-                                     ids=list(ids) if ids is not None else None, include=["distances"])
+        """(id, cosine similarity) of the `k` nearest vectors by the server's HNSW index, best first,
+        optionally only among `ids`. Raises VectorServerUnreachable when the server does not answer."""
+        with answering(self._url):
+            count = self._collection.count() if ids is None else len(ids)
+            if count == 0:
+                return []
+            got = self._collection.query(query_embeddings=[list(vector)], n_results=min(k, count),
+                                         ids=list(ids) if ids is not None else None, include=["distances"])
         return [(i, 1.0 - float(d)) for i, d in zip(got["ids"][0], got["distances"][0])]
 
     def ids(self) -> set[str]:
-        """Every id in the collection."""
-        return set(self._collection.get(include=[])["ids"])
-
-    def count(self) -> int:
-        """How many vectors the collection holds."""
-        return self._collection.count()
-
-    def reset(self) -> None:
-        """Drop the collection and create it empty."""
-        self._client.delete_collection(self._name)
-        self._collection = self._client.get_or_create_collection(
-            self._name, embedding_function=None, metadata={"hnsw:space": "cosine"})
+        """Every id in the collection (the crash repair's full comparison)."""
+        with answering(self._url):
+            return set(self._collection.get(include=[])["ids"])

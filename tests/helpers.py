@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -65,3 +68,21 @@ def start(app, host: str = "127.0.0.1") -> tuple[str, uvicorn.Server]:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.05)
     return f"http://127.0.0.1:{port}", server
+
+
+def start_chroma(path: Path, port: int) -> subprocess.Popen:
+    """A real Chroma server (`chroma run`, installed with chromadb) storing in `path`, on loopback `port`,
+    once its port answers (60 s at most)."""
+    chroma = Path(sys.executable).with_name("chroma")
+    proc = subprocess.Popen([str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("chroma run did not start")
+            time.sleep(0.2)
