@@ -8,6 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pai_kb.urls import url_at
+
 __all__ = ["ISO_DATE", "ISO_DATE_PATTERN", "MAX_K", "MODES", "SOURCE_TYPES", "Block", "Chunk", "DocKey", "Document", "Filters",
            "Hit", "HoldOut", "AskRequest", "MAX_ASK_K", "MAX_TEXT_CHARS", "SearchRequest", "checked_date", "required_text", "slices", "timestamp", "valid_text"]
 
@@ -305,6 +307,11 @@ class Hit:
     def cited_s(self) -> float | None:
         """The second a citation of this hit points at: `at_s`, else the passage's start."""
         return self.at_s if self.at_s is not None else self.chunk.start_s
+
+    @property
+    def url(self) -> str | None:
+        """The material's URL, for a video opening at `at_s` when known (see `urls.url_at`)."""
+        return self.chunk.url if self.at_s is None else url_at(self.chunk.url, self.at_s)
 
 
 @dataclass(frozen=True)

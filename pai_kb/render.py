@@ -14,11 +14,12 @@ from typing import Any
 from typing import TYPE_CHECKING
 
 from pai_kb.models import Chunk, DocKey, Hit, SearchRequest, timestamp
+from pai_kb.urls import url_at
 
 if TYPE_CHECKING:  # types only: a search through a running server must not import the whole library
     from pai_kb.answer import Answer, Source
     from pai_kb.evaluation import ModeFigures
-    from pai_kb.kb import Status
+    from pai_kb.kb import RecordingState, Status
     from pai_kb.notes import NoteText
     from pai_kb.related import RelatedNote
     from pai_kb.self_eval import SelfEvalReport
@@ -61,7 +62,7 @@ def hit_dict(hit: Hit, vault: str | None = None) -> dict[str, Any]:
     return {
         "rank": hit.rank, "score": round(hit.score, 6), "path": c.path, "root": c.root, "title": c.title,
         "heading": c.heading, "line_start": c.line_start, "line_end": c.line_end,
-        "source_type": c.source_type, "tags": list(c.tags), "text": c.text, "url": c.url,
+        "source_type": c.source_type, "tags": list(c.tags), "text": c.text, "url": hit.url,
         "start_s": c.start_s, "end_s": c.end_s, "chunk_id": c.id, "obsidian_uri": obsidian_uri(vault, c),
         "similarity": None if hit.similarity is None else round(hit.similarity, 6), "local_only": c.local_only,
         "at_s": hit.at_s,
@@ -122,7 +123,7 @@ def citation(hit: Hit) -> str:
     where = f"{c.path}:{c.line_start}-{c.line_end}" if c.line_end != c.line_start else f"{c.path}:{c.line_start}"
     if hit.cited_s is not None:
         where += f" @ {timestamp(hit.cited_s)}"
-    return f"{where} {c.url}" if c.url else where
+    return f"{where} {hit.url}" if hit.url else where
 
 
 def report_text(report: SyncReport) -> str:
@@ -274,7 +275,7 @@ def answer_dict(answer: Answer, vault: str | None = None) -> dict[str, Any]:
     return {
         "question": answer.question, "answer": answer.text, "grounded": answer.grounded,
         "citations": [{"n": s.n, "path": s.first.path, "root": s.first.root, "heading": s.first.heading,
-                       "line_start": s.line_start, "line_end": s.line_end, "url": s.first.url,
+                       "line_start": s.line_start, "line_end": s.line_end, "url": url_at(s.first.url, s.at_s),
                        "start_s": s.first.start_s, "at_s": s.at_s, "chunk_id": s.first.id,
                        "chunk_ids": [c.id for c in s.chunks],
                        "obsidian_uri": obsidian_uri(vault, s.first)} for s in answer.shown],

@@ -88,8 +88,8 @@ def answering(url: str | None) -> Iterator[None]:
     except Exception as exc:  # chromadb and httpx raise bare Exceptions for connection failures
         if url is None:
             raise
-        raise VectorServerUnreachable(f"cannot reach the Chroma server at {url} ({type(exc).__name__}): start it "
-                                      "(chroma run --path DIR --port N) or fix index.url / PAI_KB_CHROMA_URL") from exc
+        raise VectorServerUnreachable(f"cannot reach the Chroma server at {url}: start it (chroma run --path DIR "
+                                      "--port N) or fix index.url / PAI_KB_CHROMA_URL") from exc
 
 
 def drop_collection(url: str, name: str) -> None:

@@ -126,9 +126,12 @@ def test_transcript_citation_has_time_and_timed_url(indexed):
     data = json.loads(run(args, "search", "review just before you forget", "--type", "transcript", "--json", "-k", "1").stdout)
     hit = data["results"][0]
     assert hit["path"] == "Spaced repetition talk.vtt" and hit["source_type"] == "transcript"
-    assert hit["start_s"] == 0.0 and hit["url"] == "https://www.youtube.com/watch?v=pai-kb-sample&t=0s"
+    # The passage starts at 0:00; the words were said at 0:12, and the citation and the link go there.
+    assert hit["start_s"] == 0.0 and hit["at_s"] == 12.0
+    assert hit["url"] == "https://www.youtube.com/watch?v=pai-kb-sample&t=12s"
     text = run(args, "search", "review just before you forget", "--type", "transcript", "-k", "1").stdout
-    assert text.startswith("1. Spaced repetition talk.vtt:") and "@ 00:00:00 https://www.youtube.com" in text
+    assert text.startswith("1. Spaced repetition talk.vtt:")
+    assert "@ 00:00:12 https://www.youtube.com/watch?v=pai-kb-sample&t=12s" in text
 
 
 def test_html_clip_from_inbox(indexed):
