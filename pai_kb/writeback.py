@@ -2,8 +2,12 @@
 designated folders (`Config.clippings_folder`, `transcripts_folder`, `answers_folder`).
 
 Inbox clips and transcripts become notes (frontmatter, headings, timestamped sections) so they show up in
-Obsidian; the originals stay in the inbox. A note pai-kb wrote is updated on re-ingest only while it is
-exactly what pai-kb wrote; once the person has edited it, a new version is written beside it instead.
+Obsidian; the originals stay in the inbox. Recordings (audio or video, in the vault or the inbox, once
+transcribed) become transcript notes too, a `[00:12:34]` stamp on every line, with the recording embedded
+at the top so it plays in Obsidian (`recording_note`, `recording_link`). pai-kb never writes beside the
+person's own files, so a recording's note is not put next to the recording: it goes into the transcripts
+folder, and links back to it. A note pai-kb wrote is updated on re-ingest only while it is exactly what
+pai-kb wrote; once the person has edited it, a new version is written beside it instead.
 A materialised note names its original (`pai-kb-source`), so search returns one copy of the material.
 """
 
@@ -12,12 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
+from pai_kb import audio
 from pai_kb.answer import Answer
 from pai_kb.errors import ConfigError
 from pai_kb.loaders.markdown import escape_markdown
@@ -25,11 +31,15 @@ from pai_kb.loaders.obsidian import escape, valid_tag
 from pai_kb.models import Document, timestamp
 from pai_kb.urls import url_at
 
-__all__ = ["Written", "answer_note", "clip_note", "designated", "inside", "safe_name", "save_answer", "write_versioned"]
+__all__ = ["Written", "answer_note", "clip_note", "designated", "inside", "item_note", "recording_link",
+           "recording_note", "safe_name", "save_answer", "write_versioned"]
 
 SOURCE_KEY = "pai-kb-source"
 _UNSAFE = re.compile(r'[\\/:*?"<>|#^\[\]\x00-\x1f]+')
 _SECTION_S = 60  # transcript notes get one timestamped section per minute or so
+# What a wikilink to a file cannot hold: it would end the link, start its heading, block or alias part,
+# or a comment, or break the line. Such a recording is embedded by a markdown link instead.
+_UNLINKABLE = re.compile(r"[\[\]|#^\x00-\x1f\x7f]|%%")
 
 
 @dataclass(frozen=True)
@@ -75,10 +85,11 @@ def designated(vault: Path, folder: str) -> Path:
     return target
 
 
-def clip_note(doc: Document, source_key: str, source_hash: str) -> str:
+def clip_note(doc: Document, source_key: str, source_hash: str, private: bool = False) -> str:
     """The markdown note for an inbox item. Deterministic: the same item always gives the same note.
     Every text copied in is made literal for Obsidian (see `escape_markdown`, `_frontmatter`), and the
-    tags are valid Obsidian tags, so the note holds no tag or link its material did not mean."""
+    tags are valid Obsidian tags, so the note holds no tag or link its material did not mean. `private`
+    (the item is local-only) writes `private: true`, so the copy never leaves the machine either."""
     meta: dict[str, Any] = {"title": doc.title}
     if doc.url:
         meta["source"] = doc.url
@@ -87,10 +98,76 @@ def clip_note(doc: Document, source_key: str, source_hash: str) -> str:
             meta[key] = doc.metadata[key]
     tags = {tag for t in doc.tags if (tag := valid_tag(t))}
     meta["tags"] = sorted({*tags, "clippings" if doc.source_type == "webclip" else "transcript"})
+    if private:
+        meta["private"] = True
     meta[SOURCE_KEY] = source_key
     meta["pai-kb-hash"] = source_hash
     body = _transcript_body(doc) if doc.source_type == "transcript" else _clip_body(doc)
     return f"---\n{_frontmatter(meta)}\n---\n\n{body}\n"
+
+
+def recording_note(doc: Document, source_key: str, source_hash: str, player: str, private: bool = False) -> str:
+    """The transcript note of a recording: frontmatter (title, `duration` as HH:MM:SS when the document's
+    metadata gives `duration_s`, the `transcript` tag, `private: true` when the recording is local-only,
+    `pai-kb-source` naming the recording's doc key, `pai-kb-hash` its content hash), the title as heading,
+    `player` (the line that plays it, see `recording_link`), then a `## HH:MM:SS` section every minute or
+    so, holding one paragraph per segment of speech, each `[HH:MM:SS] words`. `doc` is the recording's
+    transcript document (`audio.load_audio`: blocks with `start_s`). Deterministic, and every word is made
+    literal for Obsidian (see `escape_markdown`), so the note reads back as the words that were said: no
+    tag, link, comment or heading the speech did not mean. A recording without speech gets the heading
+    and the player alone."""
+    meta: dict[str, Any] = {"title": doc.title}
+    duration = doc.metadata.get("duration_s")
+    if isinstance(duration, (int, float)):
+        meta["duration"] = timestamp(duration)
+    meta["tags"] = sorted({*(tag for t in doc.tags if (tag := valid_tag(t))), "transcript"})
+    if private:
+        meta["private"] = True
+    meta[SOURCE_KEY] = source_key
+    meta["pai-kb-hash"] = source_hash
+    out = [f"# {escape_markdown(doc.title)}", player]
+    section: float | None = None
+    for block in doc.blocks:
+        words = " ".join(block.text.split())
+        if not words:
+            continue
+        start = block.start_s or 0.0
+        if section is None or start - section >= _SECTION_S:
+            section = start
+            out.append(f"## {timestamp(start)}")
+        # The stamp opens the line, so no word of the speech can start a heading, list, quote or fence
+        # there; the line is escaped whole, as it will be read (a fence marker after the stamp is text).
+        out.append(escape_markdown(f"[{timestamp(start)}] {words}"))
+    return f"---\n{_frontmatter(meta)}\n---\n\n" + "\n\n".join(out) + "\n"
+
+
+def item_note(doc: Document, data: bytes, source_key: str, content_hash: str, folder: str, original: Path,
+              private: bool = False) -> str:
+    """The note for one indexed item, to be written into the vault folder `folder`: `recording_note`
+    (playing `original`) when `data` is a recording, by its bytes as the loaders know one, else
+    `clip_note`. `source_key` is the item's doc key (`inbox/...`, or `vault/...` for a recording)."""
+    root, _, path = source_key.partition("/")
+    if audio.is_media(data, audio.is_recording_name(path)):
+        return recording_note(doc, source_key, content_hash, recording_link(root, path, folder, original), private)
+    return clip_note(doc, source_key, content_hash, private)
+
+
+def recording_link(root: str, path: str, folder: str, original: Path) -> str:
+    """The line of a recording's note (written into the vault folder `folder`) that plays the recording
+    `path` of `root`. A vault recording is embedded, so Obsidian plays it in the note:
+    `![[Meetings/talk.m4a]]` (its path in the vault), or, when the name holds what a wikilink cannot
+    (`[`, `]`, `|`, `#`, `^`, `%%`, a control character), a markdown embed with the path relative to
+    `folder`, percent-encoded: `![talk](../Meetings/a%23b.m4a)`. A recording in the inbox lies outside
+    the vault, where Obsidian embeds nothing: it gets a link to `original` (its absolute path) as a
+    `file://` URL, which opens it in the system's player."""
+    name = PurePosixPath(path).name
+    if root != "vault":
+        return f"Recording: [{_link_text(name)}]({original.absolute().as_uri()})"
+    if not _UNLINKABLE.search(path):
+        return f"![[{path}]]"
+    relative = "../" * len(PurePosixPath(folder).parts) + path
+    shown = _link_text(PurePosixPath(path).stem)
+    return f"![{shown}]({urllib.parse.quote(relative, safe='/')})"
 
 
 def _frontmatter(meta: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ each one is generated here (a few seconds each, so the module runs in well under
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -12,17 +13,20 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 import wave
 from pathlib import Path
+from typing import Self
 
 import pytest
-
 from conftest import PROJECT, make_kb
 from helpers import running, wait_for
-from pai_kb import audio
+
+from pai_kb import audio, sync
 from pai_kb.config import load_config
 from pai_kb.errors import BadSetting, SourceError
 from pai_kb.loaders import load_bytes
+from pai_kb.sources import scan
 
 pytest.importorskip("faster_whisper", reason="the pai-kb[audio] extra is not installed")
 ESPEAK = shutil.which("espeak-ng")
@@ -71,6 +75,40 @@ def convert(wav: Path, target: Path, container: str, codec: str) -> Path:
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):
+            out.mux(packet)
+    return target
+
+
+def talk_video(wav: Path, target: Path, megabytes: float) -> Path:
+    """An MP4 of the speech in `wav` with a picture of noise (which no codec shrinks), for a file of at
+    least `megabytes` MB (1e6 bytes) whose audio is that of `wav`."""
+    import av
+    import numpy as np
+
+    with av.open(str(wav)) as source:
+        sound_frames = list(source.decode(source.streams.audio[0]))
+    rng = np.random.default_rng(0)
+    with av.open(str(target), "w", format="mp4") as out:
+        sound = out.add_stream("aac", rate=RATE)
+        picture = out.add_stream("mpeg4", rate=25)
+        picture.width, picture.height, picture.pix_fmt = 640, 480, "yuv420p"
+        picture.codec_context.options = {"qscale": "1"}
+        written = 0
+        for n in itertools.count():
+            if written >= megabytes * 1e6:
+                break
+            image = av.VideoFrame.from_ndarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), format="rgb24")
+            image.pts = n
+            for packet in picture.encode(image):
+                written += packet.size
+                out.mux(packet)
+        for packet in picture.encode(None):
+            out.mux(packet)
+        for frame in sound_frames:
+            frame.pts = None
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for packet in sound.encode(None):
             out.mux(packet)
     return target
 
@@ -126,7 +164,8 @@ def test_a_recording_is_indexed_as_a_timestamped_transcript_after_the_notes(tmp_
     convert(wav, small_vault / "Meetings" / "talk.m4a", "ipod", "aac")
     kb = make_kb(tmp_path, small_vault, embedder)
     caplog.set_level(logging.INFO, logger="pai_kb")
-    report = kb.index()
+    told: list[tuple[int, int, str]] = []
+    report = kb.index(progress=lambda done, total, unit="files": told.append((done, total, unit)))
 
     assert report.added == 2 and report.skipped == 0 and not report.pending_audio
     # The note was committed before the recording was transcribed.
@@ -138,11 +177,20 @@ def test_a_recording_is_indexed_as_a_timestamped_transcript_after_the_notes(tmp_
     assert budget and budget[0].start_s is not None and budget[0].end_s >= budget[0].start_s
     garden = [c for c in kb.manifest.all_chunks() if "tomato" in c.text.lower()]
     assert garden and abs(garden[0].start_s - starts[0]) < 2.0
-    # Progress speaks in minutes of audio.
+    # Progress speaks in minutes of audio: logged, and told to `progress` in seconds of audio, between
+    # the note's files and the recording's.
     assert any("min of audio done" in m for m in transcribing(caplog))
+    units = [unit for _, _, unit in told]
+    assert units[0] == "files" and units[-1] == "files" and "seconds" in units
+    assert units.index("seconds") > max(i for i, u in enumerate(units) if u == "files" and i < units.index("seconds"))
+    audio_told = [(done, total) for done, total, unit in told if unit == "seconds"]
+    length = int(audio.probe_seconds((small_vault / "Meetings" / "talk.m4a").open("rb")))
+    assert {total for _, total in audio_told} == {length} and audio_told[-1][0] == length
+    assert [d for d, _ in audio_told] == sorted(d for d, _ in audio_told) and len(audio_told) >= 3
     # The cache holds one finished transcript and nothing half-written.
     assert [p.suffix for p in cache.iterdir()] == [".json"]
-    text = audio.transcript_text((small_vault / "Meetings" / "talk.m4a").read_bytes())
+    text = audio.transcript_text(small_vault / "Meetings" / "talk.m4a")  # hashed from the file
+    assert text == audio.transcript_text((small_vault / "Meetings" / "talk.m4a").read_bytes())
     lines = text.splitlines()
     assert lines[0].startswith("[00:00:0") and "tomato" in lines[0].lower()
     assert any("Thursday" in line for line in lines[1:])
@@ -173,6 +221,120 @@ def test_a_moved_recording_is_not_transcribed_again_and_an_edited_one_is(tmp_pat
     assert report.updated == 1 and len(transcribing(caplog)) == 1
     assert {h.chunk.path for h in hits(kb, "tomato")} == {"Archive/renamed.wav"}
     assert hits(kb, "Thursday") == []
+
+
+def test_a_sync_never_holds_a_recordings_bytes_in_memory(tmp_path, small_vault, cache, embedder):
+    """A talk video of 30 MB: Python's allocations peak far below its size while it is hashed,
+    transcribed and indexed (what is left is the decoded audio's features), and below a tenth of it
+    when it moves (hashed, found in the cache)."""
+    wav = tmp_path / "speech.wav"
+    speak(wav, BUDGET)
+    video = talk_video(wav, small_vault / "Meetings" / "all-hands.mp4", 30)
+    size = video.stat().st_size
+    # Notes are read whole (up to the cap, allocated at once), so the cap is kept out of the figure.
+    kb = make_kb(tmp_path, small_vault, embedder, max_file_bytes=100_000)
+
+    def peak(run) -> tuple[object, int]:
+        tracemalloc.start()
+        try:
+            return run(), tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    report, first = peak(kb.index)
+    assert report.added == 2 and {h.chunk.path for h in hits(kb, "Thursday")} == {"Meetings/all-hands.mp4"}
+    assert first < size / 3, f"indexing a {size / 1e6:.0f} MB recording peaked at {first / 1e6:.1f} MB"
+    os.replace(video, small_vault / "all-hands.mp4")
+    report, moved = peak(kb.index)
+    assert report.moved == 1 and {h.chunk.path for h in hits(kb, "Thursday")} == {"all-hands.mp4"}
+    assert moved < size / 10, f"a moved {size / 1e6:.0f} MB recording peaked at {moved / 1e6:.1f} MB"
+    # The hash read block by block is the content hash of the whole bytes (what `status` compares).
+    source = scan({"vault": small_vault}, ()).files["vault/all-hands.mp4"]
+    assert sync.read_recording(source, 10**9).hash == sync.content_hash((small_vault / "all-hands.mp4").read_bytes())
+
+
+class _Rewriting:
+    """A recogniser that rewrites the recording while it 'transcribes' it (as a recorder still saving)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.calls = path, 0
+
+    def transcribe(self, audio_file, stop, on_segment=lambda s: None):
+        self.calls += 1
+        with self.path.open("ab") as out:
+            out.write(b"\0" * 4410)
+        return audio.Transcript(1.0, ((0.0, 1.0, "words of the old bytes"),), "tiny.en|")
+
+
+def test_a_recording_changed_after_it_was_hashed_is_left_for_the_next_sync(tmp_path, cache):
+    memo = tmp_path / "memo.wav"
+    speak(memo, BUDGET)
+    config = load_config({"vault": tmp_path}, env={}, cwd=tmp_path)
+    hashed = audio.read_recording(memo, "vault/memo.wav", config.audio_max_bytes)
+    assert audio.is_media(hashed) and hashed.sha256 == audio.hashlib.sha256(memo.read_bytes()).hexdigest()
+    assert len(bytes(hashed)) == audio.HEAD_BYTES  # the first bytes only, whatever the file's size
+    recognizer = _Rewriting(memo)
+    outcome = audio.transcribe_all({"vault/memo.wav": hashed}, config, lambda: False, recognizer)
+    assert recognizer.calls == 1 and outcome.pending == ["vault/memo.wav"] and not outcome.done
+    assert not cache.is_dir() or list(cache.iterdir()) == []  # nothing cached under the hash it no longer has
+    outcome = audio.transcribe_all({"vault/memo.wav": hashed}, config, lambda: False, recognizer)
+    assert recognizer.calls == 1 and outcome.pending == ["vault/memo.wav"]  # changed since hashed: not even started
+    with pytest.raises(audio.FileTooLarge, match="audio.max_bytes"):
+        audio.read_recording(memo, "vault/memo.wav", 1024)
+
+
+def test_index_shows_transcribing_in_minutes_of_audio(monkeypatch):
+    """`pai-kb index`'s progress: files, then "Transcribing" in minutes of audio done and left: a bar
+    of its own on a terminal, one line at most every 30 s otherwise."""
+    from pai_kb import cli
+
+    clock = [0.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: clock[0])
+    lines: list[str] = []
+    monkeypatch.setattr(cli.click, "echo", lambda text, err=False: lines.append(text))
+    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: False, raising=False)
+    with cli._progress("Indexing") as progress:
+        for done in range(1, 41):
+            clock[0] += 1.0
+            progress(done, 40)
+        for second in range(0, 601, 10):  # 10 minutes of audio, transcribed at 10 s of audio a second
+            clock[0] += 1.0
+            progress(second, 600, "seconds")
+    assert lines[0] == "Indexing: 30 of 40 files"
+    assert lines[1:] == ["Transcribing: 3.2 of 10.0 min of audio done, 6.8 left",  # 190 s of audio at 60 s
+                         "Transcribing: 8.2 of 10.0 min of audio done, 1.8 left"]
+
+    bars: list[FakeBar] = []
+    monkeypatch.setattr(cli.click, "progressbar", lambda **kw: bars.append(FakeBar(**kw)) or bars[-1])
+    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: True, raising=False)
+    with cli._progress("Indexing") as progress:
+        progress(3, 3)
+        progress(90, 600, "seconds")
+        progress(600, 600, "seconds")
+        progress(1, 1)
+    assert [(b.label, b.length, b.closed) for b in bars] == [("Indexing", 3, True), ("Transcribing", 600, True),
+                                                            ("Indexing", 1, True)]
+    assert bars[1].pos == 600 and bars[1].shown == ["1.5 of 10.0 min of audio done, 8.5 left",
+                                                    "10.0 of 10.0 min of audio done, 0.0 left"]
+
+
+class FakeBar:
+    """click's progress bar as `_progress` drives it: what it would show."""
+
+    def __init__(self, length: int, label: str, item_show_func=None, **_: object) -> None:
+        self.length, self.label, self.show = length, label, item_show_func
+        self.pos, self.shown, self.closed = 0, [], False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+
+    def update(self, steps: int, current_item: object = None) -> None:
+        self.pos += steps
+        if self.show:
+            self.shown.append(self.show(current_item))
 
 
 def test_corrupt_silent_and_too_long_recordings_are_skipped_with_one_warning(tmp_path, small_vault, cache, embedder):
@@ -315,6 +477,6 @@ def test_sigterm_stops_index_inside_a_transcription_and_the_next_run_completes(t
     stderr = proc.stderr.read()
     assert proc.returncode == 130 and "next `pai-kb index` finishes the rest" in stderr, (proc.returncode, stderr)
     assert (set(cached.glob("*")) if cached.is_dir() else set()) == before  # nothing half-written
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["added"] == 1 and len(set(cached.glob("*.json")) - before) == 1

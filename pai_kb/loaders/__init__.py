@@ -142,7 +142,11 @@ def read_file(abspath: Path, key: str, max_bytes: int) -> bytes:
             raise FileTooLarge(f"{key}: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit; "
                                "skipped (raise sources.max_file_bytes to index it)")
         with abspath.open("rb") as handle:
-            return handle.read(max_bytes + 1)
+            # Sized by the stat, not the limit: read(n) allocates n bytes up front, 10 MB for every note.
+            data = handle.read(size + 1)
+            if len(data) > size:  # it grew while read: read on, up to the limit
+                data += handle.read(max_bytes + 1 - len(data))
+            return data
     except FileNotFoundError as exc:
         raise SourceError(f"{key}: deleted while indexing; it will be dropped on the next sync") from exc
     except OSError as exc:
