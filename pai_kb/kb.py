@@ -23,7 +23,7 @@ from pai_kb.answer import Answer, Answerer, AnswerSettings
 from pai_kb import audio, generations, self_eval
 from pai_kb.chunking import CHUNKER_VERSION
 from pai_kb.config import Config, user_cache_dir
-from pai_kb.dense import DenseIndex
+from pai_kb.dense import Dense
 from pai_kb.embeddings import Embedder, Encoder, load_model, query_encoder
 from pai_kb.errors import ConfigError, NoteNotFound, SourceError, VaultMismatch
 from pai_kb.generations import Generation, Generations, Writer
@@ -152,8 +152,9 @@ class KnowledgeBase:
         return ChatModel(LLMSettings(c.llm_base_url, c.llm_model, c.llm_api_key_env, c.llm_timeout, c.llm_temperature))
 
     @property
-    def dense(self) -> DenseIndex:
-        """The current generation's in-memory dense index (exact cosine over all vectors)."""
+    def dense(self) -> Dense:
+        """The current generation's dense arm: exact cosine over its vectors in memory, or its Chroma
+        server's collection with `index.url`."""
         return self.generations.current.dense
 
     @property
