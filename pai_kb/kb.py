@@ -105,7 +105,8 @@ class KnowledgeBase:
         """The model the settings name, loaded on first use (or the one given). Raises ConfigError or BadSetting
         when the model cannot be found locally (nothing is downloaded)."""
         c = self.config
-        return self._given_embedder or load_model(c.model, self._model_cache, c.embed_batch_size)
+        return self._given_embedder or load_model(c.model, self._model_cache, c.embed_batch_size,
+                                                  precision=c.embed_precision)
 
     @property
     def _model_cache(self) -> Path:

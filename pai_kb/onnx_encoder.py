@@ -2,18 +2,26 @@
 
 Importing sentence-transformers costs about 6 s, onnxruntime and tokenizers about 0.2 s, so a search
 encodes its query here. Indexing does too: run through onnxruntime in batches of texts of similar
-length (little padding), the exported model embeds the Obsidian Help chunks in under a fifth of
-sentence-transformers' own time on this machine (`bench/bench_index.py`), with vectors equal to 1e-6.
+length (little padding), the exported model embeds the Obsidian Help chunks with vectors equal to
+sentence-transformers' to 1e-6 (`bench/bench_index.py` times a whole index against its encode).
 The export itself lives in `embeddings.export_onnx`, which verifies it against the model.
+
+`embedding.precision = "int8"` runs an int8 copy of that export instead (`quantize_int8`): weights stored
+as 8-bit integers, matrix products in integer kernels, less than half the float model's time, with
+vectors within a cosine of 0.98 of the float ones (`bench/bench_precision.py` measures what that costs in
+retrieval).
 """
 
 from __future__ import annotations
 
+import os
+import platform
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OnnxEncoder", "optimized_path"]
+__all__ = ["OnnxEncoder", "drop_nan_guards", "int8_path", "optimized_path", "quantize_int8"]
 
 BATCH_SIZE = 16  # measured best of 8/16/32/64 on 2 cores once texts are sorted by length
 
@@ -67,6 +75,101 @@ def optimized_path(onnx_path: Path) -> Path:
     return onnx_path.with_name(f"{onnx_path.stem}.optimized.onnx")
 
 
+def int8_path(onnx_path: Path, saturating: bool | None = None) -> Path:
+    """Where the int8 copy of the float export `onnx_path` is kept: beside it, `NAME.int8.onnx`, or
+    `NAME.int8r7.onnx` (7-bit weights, see `quantize_int8`) for a CPU whose integer kernels saturate
+    (`saturating`; None: this one)."""
+    saturating = saturating_cpu() if saturating is None else saturating
+    return onnx_path.with_name(f"{onnx_path.stem}.{'int8r7' if saturating else 'int8'}.onnx")
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Write an int8 copy of the float export `source` at `target` (one of its `int8_path`s, which says
+    whether the weights have 8 bits or 7), by onnxruntime's dynamic quantisation.
+
+    The recipe, measured on the Obsidian Help chunks against the float export (`bench/bench_precision.py`
+    has the retrieval figures):
+    - Weights int8 (QInt8), activations uint8 quantised on the fly: U8S8, the format onnxruntime's x86
+      integer kernels run fastest (its docs; S8S8 in this operator-oriented format is slow on x86).
+    - Per output channel: per-tensor scales lose too much on this model (cosine to the float vectors over
+      the 1,534 Help chunks: mean 0.955, worst 0.72), per-channel ones keep it at 0.994 (worst 0.984)
+      at the same speed.
+    - MatMul (every weight matrix: about half the float compute time) and Gather (the embedding tables:
+      the file shrinks from 90 to 22 MB; no cost in speed, 0.0004 in mean cosine). No single MatMul
+      dominates the error (each kept in float moves the mean cosine by at most 0.0015), so none is.
+    - The plain export is quantised, not an optimised graph: onnxruntime's docs advise against optimising
+      during quantisation, and neither its session optimiser nor its transformer optimiser fuses this
+      export's attention (exported through torch's SDPA) into an Attention op that could become
+      QAttention; the session fuses the quantised graph itself (DynamicQuantizeMatMul,
+      MatMulIntegerToFloat), and `_session` keeps that fused copy as for the float model.
+    - 8-bit weights where the CPU has VNNI (or is ARM), 7-bit (`reduce_range`) on other x86 CPUs, whose
+      U8S8 kernel (VPMADDUBSW) can saturate with full-range weights, as onnxruntime's docs advise.
+    - Without the attention's NaN guards (`drop_nan_guards`): once the products are integer, those
+      elementwise passes over every attention matrix were 14% of the int8 model's time; dropping them
+      leaves the vectors bit for bit the same.
+
+    Written to a private name (`NAME.<pid>.tmp`) and renamed into place, so two processes making it at once
+    never see half a file, and a process killed mid-way leaves only a temporary file the next one removes."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.stem}.{os.getpid()}.tmp")
+    try:
+        model = onnx.load(str(source))
+        drop_nan_guards(model)
+        quantize_dynamic(model, tmp, op_types_to_quantize=["MatMul", "Gather"], per_channel=True,
+                         reduce_range=target == int8_path(source, saturating=True), weight_type=QuantType.QInt8)
+        optimized_path(target).unlink(missing_ok=True)  # a fused copy of an earlier int8 file must not outlive it
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def drop_nan_guards(model: Any) -> int:
+    """Remove from an ONNX graph (in place) every `Where(IsNaN(p), 0, p)` after an attention softmax, and
+    return how many there were. torch's scaled-dot-product attention exports this guard for rows whose
+    keys are all masked, where the softmax is 0/0; `OnnxEncoder` never feeds such a row (each text keeps
+    its [CLS] and [SEP] unmasked), so for every input it is given the guard is the identity."""
+    graph = model.graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    guards, replaced = [], {}
+    for node in graph.node:
+        check = made_by.get(node.input[0]) if node.op_type == "Where" else None
+        if check is not None and check.op_type == "IsNaN" and check.input[0] == node.input[2] \
+                and made_by.get(node.input[2]) is not None and made_by[node.input[2]].op_type == "Softmax":
+            guards += [node, check]
+            replaced[node.output[0]] = node.input[2]
+    for node in graph.node:
+        for n, name in enumerate(node.input):
+            if name in replaced:
+                node.input[n] = replaced[name]
+    for node in guards:
+        graph.node.remove(node)
+    return len(replaced)
+
+
+@cache
+def saturating_cpu() -> bool:
+    """Whether onnxruntime's U8S8 kernels here may saturate on full 8-bit weights: an x86 CPU without VNNI
+    (AVX512-VNNI or AVX-VNNI). ARM and other CPUs do not; an x86 CPU whose flags cannot be read (no
+    /proc/cpuinfo) is taken to, since 7-bit weights are merely a little less exact."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    return not cpu_has_vnni()
+
+
+def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU flags (Linux's /proc/cpuinfo, or `cpuinfo` as its text) include a VNNI extension."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return bool(flags & {"avx512_vnni", "avx_vnni"})
+
+
 def _session(onnx_path: Path, threads: int | None, keep_optimized: bool) -> Any:
     """A session on the graph-optimised copy of the model, written beside it the first time.
 
@@ -75,8 +178,6 @@ def _session(onnx_path: Path, threads: int | None, keep_optimized: bool) -> Any:
     uses the "extended" level, which holds no machine-specific layouts, and is written to a private name
     and renamed, so two processes never see half a file. Where it cannot be written (a read-only index),
     the session optimises in memory as before."""
-    import os
-
     import onnxruntime
 
     optimized = optimized_path(onnx_path)

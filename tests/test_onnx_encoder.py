@@ -11,7 +11,7 @@ import numpy as np
 from conftest import PROJECT, make_kb, needs_shared
 from pai_kb.embeddings import LocalModel, SentenceTransformerEmbedder, export_onnx
 from pai_kb.kb import KnowledgeBase
-from pai_kb.onnx_encoder import OnnxEncoder, optimized_path
+from pai_kb.onnx_encoder import OnnxEncoder, drop_nan_guards, int8_path, optimized_path
 
 QUERIES = ["how long should a pour-over take?", "VLAN for IoT devices", "Überraschung 🧠", "a " * 400]
 
@@ -78,9 +78,34 @@ def test_index_exports_once_and_neither_index_nor_search_imports_torch(tmp_path,
     assert seen == [{"torch": False, "st": False, "top": None},
                     {"torch": False, "st": False, "top": "Coffee/Pour-over brewing.md"}]
     folder = cache / "onnx"  # once per user, never in the index folder
-    exported = [p for p in folder.glob("*.onnx") if not p.name.endswith(".optimized.onnx")]
-    assert len(exported) == 1 and optimized_path(exported[0]).is_file() and not list(folder.glob("*.tmp"))
+    exported = [p for p in folder.glob("*.onnx") if p.name.count(".") == 1]  # the float export, not its copies
+    assert len(exported) == 1 and not list(folder.glob("*.tmp"))
+    copies = {optimized_path(exported[0]), int8_path(exported[0]), optimized_path(int8_path(exported[0]))}
+    assert set(folder.glob("*.onnx")) - {exported[0]} <= copies  # and its int8 copy, with `embedding.precision`
+    ran = int8_path(exported[0]) if kb.manifest.get_meta("model").endswith("+int8") else exported[0]
+    assert optimized_path(ran).is_file()  # the model the searches ran keeps its optimised graph
     assert not list((tmp_path / "index").rglob("*.onnx"))
-    onnx_hits = [h.chunk.id for h in kb.search("VLAN for IoT devices", k=5)]
+    float_queries = KnowledgeBase(kb.config, query_encoder=real_embedder)  # whichever precision the index has
+    onnx_hits = [h.chunk.id for h in float_queries.search("VLAN for IoT devices", k=5)]
     model = KnowledgeBase(kb.config, query_encoder=SentenceTransformerEmbedder("all-MiniLM-L6-v2"))
     assert [h.chunk.id for h in model.search("VLAN for IoT devices", k=5)] == onnx_hits
+
+
+def test_dropping_the_attention_nan_guards_changes_no_vector(tmp_path, real_embedder):
+    """The int8 copy is made without the `Where(IsNaN(softmax), 0, softmax)` guards torch exports (see
+    `drop_nan_guards`): for every batch the encoder builds, padded ones and an empty text included, the
+    vectors are exactly those of the graph with them."""
+    import onnx
+
+    real_embedder.embed(["make the export"])
+    model = onnx.load(str(real_embedder.onnx_path))
+    assert drop_nan_guards(model) == 6  # one per layer
+    assert not [n for n in model.graph.node if n.op_type == "IsNaN"] and drop_nan_guards(model) == 0
+    unguarded = tmp_path / "unguarded.onnx"
+    onnx.save(model, str(unguarded))
+    texts = ["", "x", *QUERIES, "Pi-hole blocks ads for the whole network. " * 30]
+    tokenizer = real_embedder.path / "tokenizer.json"
+    for batch in (1, 4, 16):  # each text alone, and padded beside much longer ones
+        got = OnnxEncoder(unguarded, tokenizer, 256, batch_size=batch, keep_optimized=False).embed(texts)
+        want = OnnxEncoder(real_embedder.onnx_path, tokenizer, 256, batch_size=batch, keep_optimized=False).embed(texts)
+        assert np.array_equal(np.array(got), np.array(want))
