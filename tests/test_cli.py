@@ -64,7 +64,7 @@ def test_search_text_output_cites_lines(indexed):
 def test_status_json(indexed):
     args, _ = indexed
     data = json.loads(run(args, "status", "--json").stdout)
-    assert data["files"] >= 17 and data["chunks"] > data["files"] and data["model"] == "all-MiniLM-L6-v2"
+    assert data["files"] >= 17 and data["chunks"] > data["files"] and data["model"] == "all-MiniLM-L6-v2+int8"  # the default precision (see config)
     assert data["out_of_date"] == {"new": [], "changed": [], "deleted": []}
 
 
