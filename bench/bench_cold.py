@@ -38,11 +38,12 @@ def baseline_collection(index: Path, target: Path) -> Path:
 
     from pai_kb.manifest import Manifest
 
-    ids, blobs = Manifest(current(index) / "manifest.sqlite3").all_vectors()
+    ids, matrix = Manifest(current(index) / "manifest.sqlite3").all_vectors()
+    width = len(matrix) // max(len(ids), 1)
     client = chromadb.PersistentClient(path=str(target), settings=Settings(anonymized_telemetry=False))
     collection = client.get_or_create_collection("chunks", embedding_function=None, metadata={"hnsw:space": "cosine"})
     for start in range(0, len(ids), 1000):
-        vectors = [list(array("f", blob)) for blob in blobs[start:start + 1000]]
+        vectors = [list(array("f", matrix[n * width:(n + 1) * width])) for n in range(start, min(start + 1000, len(ids)))]
         collection.upsert(ids=ids[start:start + 1000], embeddings=vectors)
     return target
 

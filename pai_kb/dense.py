@@ -85,8 +85,8 @@ class DenseIndex:
         version = self.manifest.version()
         with self._lock:
             if version != self._state.version:
-                ids, blobs = self.manifest.all_vectors()
-                matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1) if ids else None
+                ids, vectors = self.manifest.all_vectors()
+                matrix = np.frombuffer(vectors, dtype=np.float32).reshape(len(ids), -1) if ids else None
                 self._state = _State(version, ids, {i: n for n, i in enumerate(ids)}, matrix)
             return self._state
 

@@ -2,6 +2,7 @@
 a bounded loop of real HTTP searches during an incremental index and during `index --rebuild`, both in
 separate processes, sees 0 errors and the new results within a second of the writer finishing."""
 
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -154,3 +155,26 @@ def test_searches_use_the_model_the_current_generation_was_built_with(tmp_path, 
     assert reader.embedder.model_id != reader.manifest.get_meta("model")
     assert [h.chunk.id for h in reader.search("VLAN for IoT devices", k=3, mode="dense")] == want
     assert reader.query_embedder.model_id == "all-MiniLM-L6-v2"
+
+
+def test_a_generation_of_the_previous_schema_answers_by_meaning_until_its_successor_is_built(tmp_path, vault,
+                                                                                              embedder):
+    """Schema 8 moved vectors out of the chunk rows into their own table. A generation written before keeps
+    them in `chunks.vector`, and it still answers (dense search, a note's own vectors) while `index` builds
+    the new one beside it."""
+    kb = make_kb(tmp_path, vault, embedder, inbox=vault / "_no_inbox")
+    kb.index()
+    want = [(h.chunk.id, round(h.score, 6)) for h in kb.search("VLAN for IoT devices", k=5, mode="dense")]
+    ids = [chunk_id for chunk_id, _ in want]
+    vectors = kb.manifest.vectors(ids)
+    path = kb.manifest.path
+    kb.close()
+    with sqlite3.connect(path) as db:  # the schema-7 layout: the vector in the chunk's own row
+        db.execute("ALTER TABLE chunks ADD COLUMN vector BLOB")
+        db.execute("UPDATE chunks SET vector = (SELECT v.vector FROM vectors v WHERE v.rowid = chunks.rowid)")
+        db.execute("DROP TABLE vectors")
+    old = make_kb(tmp_path, vault, embedder, inbox=vault / "_no_inbox")
+    assert old.manifest.vector_table == "chunks"
+    assert [(h.chunk.id, round(h.score, 6)) for h in old.search("VLAN for IoT devices", k=5, mode="dense")] == want
+    assert old.manifest.vectors(ids) == vectors
+    old.close()

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from pai_kb.models import slices
 
-__all__ = ["SCHEMA_VERSION", "Database", "batched"]
+__all__ = ["ROWID_TABLES", "SCHEMA_VERSION", "Database", "batched"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -27,8 +27,8 @@ CREATE TABLE IF NOT EXISTS files(
 CREATE TABLE IF NOT EXISTS chunks(
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_key TEXT NOT NULL, ordinal INTEGER NOT NULL,
     title TEXT, heading TEXT, text TEXT, embed_hash TEXT NOT NULL, line_start INTEGER, line_end INTEGER,
-    tags TEXT, aliases TEXT, source_type TEXT, url TEXT, start_s REAL, end_s REAL, vector BLOB NOT NULL,
-    moments BLOB);
+    tags TEXT, aliases TEXT, source_type TEXT, url TEXT, start_s REAL, end_s REAL, moments BLOB);
+CREATE TABLE IF NOT EXISTS vectors(rowid INTEGER PRIMARY KEY, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_key);
 CREATE INDEX IF NOT EXISTS chunks_embed ON chunks(embed_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
@@ -39,10 +39,14 @@ CREATE TABLE IF NOT EXISTS orphans(id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS materialized(source TEXT PRIMARY KEY, note_path TEXT NOT NULL, written_hash TEXT NOT NULL);
 """
 # Part of the index fingerprint: a manifest written with another schema must be rebuilt, not read.
-SCHEMA_VERSION = 7  # 7: transcript chunks carry their cues' vectors (`moments`)
-_TABLES = ("meta", "files", "chunks", "chunks_fts", "chunks_seg", "orphans", "materialized")
+# 7: transcript chunks carry their cues' vectors (`moments`). 8: vectors in their own table, under their chunk's
+# rowid, so reading them all (dense search's matrix) reads 1.5 KB a chunk, not the whole chunk table with its text.
+SCHEMA_VERSION = 8
+_TABLES = ("meta", "files", "chunks", "vectors", "chunks_fts", "chunks_seg", "orphans", "materialized")
 # The two keyword tables (see `ranking`): every chunk has a row in each, under the chunk's rowid.
 _KEYWORD_TABLES = ("chunks_fts", "chunks_seg")
+# Every table whose rows are a chunk's, under the chunk's rowid: written and deleted with it.
+ROWID_TABLES = ("vectors", *_KEYWORD_TABLES)
 # SQLite binds at most 999 parameters in old builds; 500 per statement stays well inside.
 BATCH = 500
 
@@ -69,6 +73,10 @@ class Database:
         self._opened: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._db.executescript(_SCHEMA)
         _add_stat_columns(self._db)
+        # Where vectors are read: their own table, or, in a generation written before schema 8 (still
+        # answering while its successor is built), the chunks' own column. Both have `rowid` and `vector`.
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(chunks)")}
+        self.vector_table = "chunks" if "vector" in columns else "vectors"
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -96,6 +104,19 @@ class Database:
         for db in list(self._opened):
             db.close()
         self._local = threading.local()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Several reads that see one state of the database (a read transaction), on this thread's
+        connection; inside a transaction already open, that one."""
+        if self._db.in_transaction:
+            yield self._db
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield self._db
+        finally:
+            self._db.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pai_kb.keyword import segmented
-from pai_kb.manifest.database import _KEYWORD_TABLES, Database, _bump_version, batched
+from pai_kb.manifest.database import ROWID_TABLES, Database, _bump_version, batched
 from pai_kb.models import Chunk, DocKey
 from pai_kb.manifest.vectors import Moments, pack_moments
 
@@ -95,12 +95,14 @@ class Documents(Database):
         for chunk, embed_hash, vector in zip(chunks, embed_hashes, vectors, strict=True):
             cur = db.execute(
                 "INSERT INTO chunks(id, doc_key, ordinal, title, heading, text, embed_hash, line_start, "
-                "line_end, tags, aliases, source_type, url, start_s, end_s, vector, moments) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "line_end, tags, aliases, source_type, url, start_s, end_s, moments) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (chunk.id, doc_key, chunk.ordinal, chunk.title, chunk.heading, chunk.text, embed_hash,
                  chunk.line_start, chunk.line_end, json.dumps(list(chunk.tags)),
                  json.dumps(list(chunk.aliases)), chunk.source_type, chunk.url, chunk.start_s, chunk.end_s,
-                 array("f", vector).tobytes(), pack_moments(moments.get(chunk.id))))
+                 pack_moments(moments.get(chunk.id))))
+            db.execute("INSERT INTO vectors(rowid, vector) VALUES (?, ?)",
+                       (cur.lastrowid, array("f", vector).tobytes()))
             fields = (chunk.title, " ".join(chunk.aliases), chunk.heading, chunk.text)
             db.execute("INSERT INTO chunks_fts(rowid, title, aliases, heading, text) VALUES (?, ?, ?, ?, ?)",
                        (cur.lastrowid, *fields))
@@ -108,10 +110,10 @@ class Documents(Database):
                        (cur.lastrowid, *(segmented(f or "") for f in fields)))
 
     def delete_document(self, db: sqlite3.Connection, doc_key: str) -> None:
-        """Remove a file's row, its chunks and their keyword rows, and move `version`; call inside
-        `transaction()`."""
+        """Remove a file's row, its chunks with their vectors and keyword rows, and move `version`; call
+        inside `transaction()`."""
         _bump_version(db)
-        for table in _KEYWORD_TABLES:
+        for table in ROWID_TABLES:
             db.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM chunks WHERE doc_key = ?)", (doc_key,))
         db.execute("DELETE FROM chunks WHERE doc_key = ?", (doc_key,))
         db.execute("DELETE FROM files WHERE doc_key = ?", (doc_key,))
