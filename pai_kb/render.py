@@ -19,8 +19,9 @@ from pai_kb.urls import url_at
 if TYPE_CHECKING:  # types only: a search through a running server must not import the whole library
     from pai_kb.answer import Answer, Source
     from pai_kb.evaluation import ModeFigures
-    from pai_kb.kb import RecordingState, Status
+    from pai_kb.kb import Status
     from pai_kb.notes import NoteText
+    from pai_kb.recordings import RecordingState
     from pai_kb.related import RelatedNote
     from pai_kb.self_eval import SelfEvalReport
     from pai_kb.sync import SyncReport

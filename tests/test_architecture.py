@@ -73,7 +73,7 @@ LAYERS = (
     ("errors", "urls", "keyword", "onnx_encoder"),
     ("models", "locking", "store", "llm", "client"),
     ("privacy", "embeddings", "chunking", "manifest", "loaders", "audio", "sources", "config"),
-    ("dense", "notes", "search", "sync"),
+    ("dense", "notes", "recordings", "search", "sync"),
     ("answer", "related", "self_eval", "writeback", "generations"),
     ("kb",),
     ("evaluation", "render", "context"),

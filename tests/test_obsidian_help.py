@@ -33,6 +33,15 @@ def test_every_note_loads_and_is_indexed(help_kb):
     assert help_kb.manifest.file_errors() == {}
 
 
+def test_the_index_holds_only_the_index_in_under_20_mb(help_kb):
+    """Issue #24: the model lives once per user (not in any index), and the whole index folder of this
+    1,500-chunk vault, every generation's manifest with its vectors and keyword index, is under 20 MB."""
+    files = [p for p in help_kb.config.index_dir.rglob("*") if p.is_file()]
+    assert help_kb.manifest.counts()[1] > 1500
+    assert not [p for p in files if p.suffix == ".onnx"]
+    assert sum(p.stat().st_size for p in files) < 20 * 1024 * 1024, sorted((p.stat().st_size, p.name) for p in files)
+
+
 def test_chunks_fit_the_model_and_cite_real_lines(help_kb, real_embedder):
     rows = [(c.doc_key, c.heading, c.text, c.line_start, c.line_end) for c in help_kb.manifest.all_chunks()]
     assert len(rows) > 1000

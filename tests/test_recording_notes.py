@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import wave
 from pathlib import Path
@@ -20,56 +19,14 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import PROJECT, HashEmbedder, make_kb
+from speech import BUDGET, GARDEN, convert, needs_espeak, speak
 from pai_kb.cli import main
 from pai_kb.loaders.markdown import load_markdown
 from pai_kb.models import Block, Document, Filters
 from pai_kb.writeback import recording_link, recording_note
 
 pytest.importorskip("faster_whisper", reason="the pai-kb[audio] extra is not installed")
-ESPEAK = shutil.which("espeak-ng")
-# In CI (.ci/run installs it) a missing espeak-ng fails the tests rather than skipping them.
-pytestmark = pytest.mark.skipif(ESPEAK is None and not os.environ.get("CI"),
-                                reason="espeak-ng is absent: apt-get install espeak-ng (.ci/run does)")
-
-BUDGET = "The quarterly budget meeting moved to Thursday afternoon."
-GARDEN = "Remember to water the tomato plants before the heat wave."
-RATE = 22050  # espeak-ng writes 16-bit mono at this rate
-
-
-def speak(path: Path, *parts: str | float) -> Path:
-    """A WAV of the spoken sentences (str) and silences (float, seconds), in order."""
-    frames = []
-    for n, part in enumerate(parts):
-        if isinstance(part, str):
-            piece = path.with_name(f".part{n}.wav")
-            subprocess.run([ESPEAK, "-v", "en", "-s", "175", "-w", str(piece), part], check=True)
-            with wave.open(str(piece)) as w:
-                assert w.getframerate() == RATE
-                frames.append(w.readframes(w.getnframes()))
-            piece.unlink()
-        else:
-            frames.append(b"\0\0" * int(part * RATE))
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes(b"".join(frames))
-    return path
-
-
-def to_m4a(wav: Path, target: Path) -> Path:
-    """AAC in an MP4 container, re-encoded with PyAV (what Obsidian's recorder and phones save)."""
-    import av
-
-    with av.open(str(wav)) as source, av.open(str(target), "w", format="ipod") as out:
-        stream = out.add_stream("aac", rate=RATE)
-        for frame in source.decode(source.streams.audio[0]):
-            frame.pts = None
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return target
+pytestmark = needs_espeak
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +36,10 @@ def spoken(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("spoken")
     made = base / "made"
     made.mkdir()
-    talk = to_m4a(speak(base / "talk.wav", GARDEN, 62.0, BUDGET), made / "talk.m4a")
-    memo = speak(made / "memo.wav", BUDGET)
+    speak(base / "talk.wav", GARDEN, 62.0, BUDGET)
+    talk = convert(base / "talk.wav", made / "talk.m4a", "ipod", "aac")
+    speak(made / "memo.wav", BUDGET)
+    memo = made / "memo.wav"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PAI_KB_CACHE_DIR", str(base / "cache"))
         report = make_kb(base, made, HashEmbedder()).index()  # transcribes both into the cache
