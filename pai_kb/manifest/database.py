@@ -42,7 +42,6 @@ CREATE TABLE IF NOT EXISTS materialized(source TEXT PRIMARY KEY, note_path TEXT 
 # 7: transcript chunks carry their cues' vectors (`moments`). 8: vectors in their own table, under their chunk's
 # rowid, so reading them all (dense search's matrix) reads 1.5 KB a chunk, not the whole chunk table with its text.
 SCHEMA_VERSION = 8
-_TABLES = ("meta", "files", "chunks", "vectors", "chunks_fts", "chunks_seg", "orphans", "materialized")
 # The two keyword tables (see `ranking`): every chunk has a row in each, under the chunk's rowid.
 _KEYWORD_TABLES = ("chunks_fts", "chunks_seg")
 # Every table whose rows are a chunk's, under the chunk's rowid: written and deleted with it.
@@ -150,13 +149,6 @@ class Database:
     def version(self) -> str | None:
         """Changes with every write of chunks, in whatever process: a reader's cue to reload."""
         return self.get_meta("version")
-
-    def reset(self) -> None:
-        """Drop everything, schema included, so a rebuild also upgrades an index of an older schema."""
-        with self.transaction() as db:
-            for table in _TABLES:
-                db.execute(f"DROP TABLE IF EXISTS {table}")
-        self._db.executescript(_SCHEMA)
 
 
 def _add_stat_columns(db: sqlite3.Connection) -> None:
