@@ -188,6 +188,12 @@ def _session(onnx_path: Path, threads: int | None, keep_optimized: bool) -> Any:
     # Without the arena, memory freed after a long batch goes back to the OS instead of staying
     # reserved at the size of the largest batch ever seen.
     options.enable_cpu_mem_arena = False
+    # No busy-waiting between runs: onnxruntime's threads spin after each run by default, which on a
+    # machine of few cores takes the CPU from the dense search right after a query is encoded. Measured
+    # at 100,000 vectors, both settings interleaved in one run on a busy 2-core machine: encoding a query
+    # 9.0 ms p50 against 12.3 ms spinning, the exact search after it 15.6 against 22.8 ms; 160 texts
+    # embedded in 7.8 s against 8.5 s.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
     if keep_optimized and optimized.is_file():
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -1,4 +1,5 @@
-"""Where vectors are stored, besides the manifest that always holds them beside their chunks.
+"""Where vectors are stored, besides the manifest that always holds them (its `vectors` table, written with
+their chunks).
 
 Embedded (the default, `ManifestVectors`): nowhere else. Every chunk's vector is written into the
 manifest in the chunk's own transaction, and dense search reads it there (`dense.DenseIndex`, one
@@ -61,7 +62,7 @@ class ManifestVectors:
         """Nothing to store twice: the vectors reach the manifest with their chunks."""
 
     def delete(self, ids: Sequence[str]) -> None:
-        """Nothing to delete twice: a chunk's vector goes with its row."""
+        """Nothing to delete twice: a chunk's vector is deleted with the chunk, in its transaction."""
 
     def ids(self) -> set[str]:
         """Every chunk id the manifest holds."""

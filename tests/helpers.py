@@ -86,3 +86,19 @@ def start_chroma(path: Path, port: int) -> subprocess.Popen:
                 proc.kill()
                 raise RuntimeError("chroma run did not start")
             time.sleep(0.2)
+
+
+def to_schema_7(manifest: Path) -> None:
+    """Rewrite a closed manifest into the layout before schema 8: each chunk's vector in its own row
+    (`chunks.vector`), no `vectors` table."""
+    import sqlite3
+
+    db = sqlite3.connect(manifest)
+    try:
+        with db:
+            db.execute("ALTER TABLE chunks ADD COLUMN vector BLOB")
+            db.execute("UPDATE chunks SET vector = (SELECT v.vector FROM vectors v WHERE v.rowid = chunks.rowid)")
+            db.execute("DROP TABLE vectors")
+    finally:
+        db.close()  # the last connection: the WAL is folded into the file, which a read-only reader sees
+

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT, make_kb
-from helpers import snapshot
+from helpers import snapshot, to_schema_7
 from pai_kb.errors import IndexWriteError
 
 
@@ -95,3 +95,24 @@ def test_a_read_only_index_folder_is_one_line_and_still_searchable(tmp_path, sma
     assert reader.search("restic password", mode="keyword")[0].chunk.doc_key == "vault/Homelab/Backups.md"
     reader.close()
     remount(small_disk, "rw")
+
+
+def test_a_read_only_index_of_the_previous_schema_still_answers_by_meaning(tmp_path, small_disk, embedder):
+    """An index folder that cannot be written, built before schema 8 moved vectors out of the chunk rows:
+    opened as it is (nothing created in it), it still answers dense searches from its chunks' column."""
+    shutil.copytree(PROJECT / "vault", tmp_path / "vault")
+    kb = make_kb(tmp_path, tmp_path / "vault", embedder, index_dir=small_disk / "index", inbox=None)
+    kb.index()
+    want = [(h.chunk.id, round(h.score, 6)) for h in kb.search("restic password", k=5, mode="dense")]
+    path = kb.manifest.path
+    kb.close()
+    to_schema_7(path)
+    remount(small_disk, "ro")
+    try:
+        reader = make_kb(tmp_path, tmp_path / "vault", embedder, index_dir=small_disk / "index", inbox=None)
+        assert reader.manifest.vector_table == "chunks"
+        assert [(h.chunk.id, round(h.score, 6)) for h in reader.search("restic password", k=5, mode="dense")] == want
+        reader.close()
+    finally:
+        remount(small_disk, "rw")
+

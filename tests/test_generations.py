@@ -2,7 +2,6 @@
 a bounded loop of real HTTP searches during an incremental index and during `index --rebuild`, both in
 separate processes, sees 0 errors and the new results within a second of the writer finishing."""
 
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from conftest import PROJECT, HashEmbedder, make_kb
-from helpers import start
+from helpers import start, to_schema_7
 from pai_kb import generations
 from pai_kb.kb import KnowledgeBase
 from pai_kb.server import create_app
@@ -169,10 +168,7 @@ def test_a_generation_of_the_previous_schema_answers_by_meaning_until_its_succes
     vectors = kb.manifest.vectors(ids)
     path = kb.manifest.path
     kb.close()
-    with sqlite3.connect(path) as db:  # the schema-7 layout: the vector in the chunk's own row
-        db.execute("ALTER TABLE chunks ADD COLUMN vector BLOB")
-        db.execute("UPDATE chunks SET vector = (SELECT v.vector FROM vectors v WHERE v.rowid = chunks.rowid)")
-        db.execute("DROP TABLE vectors")
+    to_schema_7(path)
     old = make_kb(tmp_path, vault, embedder, inbox=vault / "_no_inbox")
     assert old.manifest.vector_table == "chunks"
     assert [(h.chunk.id, round(h.score, 6)) for h in old.search("VLAN for IoT devices", k=5, mode="dense")] == want

@@ -70,8 +70,9 @@ class Database:
         # Weak: a connection lives as long as its thread, so a server's short-lived worker threads
         # never pile up open connections; close() closes whatever is still open.
         self._opened: weakref.WeakSet[_Connection] = weakref.WeakSet()
-        self._db.executescript(_SCHEMA)
-        _add_stat_columns(self._db)
+        if not self._read_only():  # a read-only index is read as it is, whatever schema wrote it
+            self._db.executescript(_SCHEMA)
+            _add_stat_columns(self._db)
         # Where vectors are read: their own table, or, in a generation written before schema 8 (still
         # answering while its successor is built), the chunks' own column. Both have `rowid` and `vector`.
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(chunks)")}
@@ -82,7 +83,7 @@ class Database:
         """One connection per thread: the HTTP server answers requests on many threads at once, and a
         shared connection would interleave their statements (and make one slow request block all)."""
         db = getattr(self._local, "db", None)
-        if db is None and self.path.exists() and not os.access(self.path.parent, os.W_OK):
+        if db is None and self._read_only():
             # A read-only folder (media, a full or remounted disk): WAL cannot make its shared-memory file
             # there, so the index is opened as the unchanging file it is, and searches keep working.
             db = sqlite3.connect(f"file:{urllib.parse.quote(str(self.path))}?immutable=1", uri=True,
@@ -97,6 +98,11 @@ class Database:
             self._local.db = db
             self._opened.add(db)
         return db
+
+    def _read_only(self) -> bool:
+        """Whether the database exists in a folder this process cannot write (media, a full or remounted
+        disk): it is then opened as an unchanging file."""
+        return self.path.exists() and not os.access(self.path.parent, os.W_OK)
 
     def close(self) -> None:
         """Close every connection this manifest opened, on any thread; the next use opens a new one."""
@@ -115,7 +121,8 @@ class Database:
         try:
             yield self._db
         finally:
-            self._db.execute("COMMIT")
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

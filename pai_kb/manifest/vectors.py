@@ -47,7 +47,8 @@ class Vectors(Database):
             width = first[0] if first else 0
             matrix, ids = bytearray(width * len(names)), []
             rows = db.execute(f"SELECT rowid, vector FROM {self.vector_table} ORDER BY rowid")
-            while part := rows.fetchmany(4096):
+            while batch := rows.fetchmany(4096):
+                part = [row for row in batch if row[0] in names]  # a vector without its chunk is never shown
                 at = len(ids) * width
                 matrix[at:at + width * len(part)] = b"".join(blob for _, blob in part)
                 ids += [names[rowid] for rowid, _ in part]
