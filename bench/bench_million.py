@@ -634,7 +634,10 @@ def run(settings: Settings, tmp: Path, procs: list[subprocess.Popen], load: tupl
     (vault / "About this vault.md").write_text("# About this vault\n\nThe vault the benchmark index records; "
                                                "its chunks are copies of obsidian-hub notes.\n")
     queries = questions(settings.queries)
-    model = LocalModel(MODEL, cache / "onnx")
+    # float32 on purpose: the vectors are made from real ones, and the index records this model, so every
+    # process, `serve` and the CLI included, encodes queries with it (the generation's own model); int8
+    # changes what a vector is, not how many there are, which is what this benchmark is about.
+    model = LocalModel(MODEL, cache / "onnx", precision="float32")
     model.embed(["warm up"])  # exports the model into this run's cache (the subprocesses read it there)
     log("model ready")
     embedded = make_index("embedded", tmp / "ix-embedded", vault, cache, data, None)

@@ -123,6 +123,9 @@ class Watcher:
         self._writer: Writer | None = None  # held while `run` runs: the lock and the one way to sync
         self.pending = _Pending()
         self.paused: str | None = None  # why syncing is paused, while it is
+        # The last pass's warnings: one that persists (an exclude pattern that matches nothing) is logged
+        # when it appears, not again with every batch; one that goes away and comes back is logged again.
+        self.warned: set[str] = set()
         self.warming = False  # loading the model: a stop request may interrupt it (see `interrupt`)
         self.transcriber: audio.Background | None = None  # started when a batch leaves recordings pending
 
@@ -218,8 +221,10 @@ class Watcher:
         if self.paused:
             log.info("resumed: the folders are back")
             self.paused = None
-        for warning in report.warnings:
-            log.warning("%s", render.inert(warning))
+        for warning in dict.fromkeys(report.warnings):
+            if warning not in self.warned:
+                log.warning("%s", render.inert(warning))
+        self.warned = set(report.warnings)
         self._transcribe_later(report.pending_audio)
         self.on_batch(report, int((time.perf_counter() - started) * 1000))
 

@@ -270,3 +270,25 @@ def test_watcher_pauses_when_the_vault_vanishes_and_resumes(tmp_path, embedder):
         (vault / "back.md").write_text("# Back\n\nThe wombat returns.\n")
         wait_for(lambda: found(kb, "wombat") == {"back.md"})
         assert len(keys(kb)) == 6
+
+
+def test_a_standing_warning_is_logged_once_not_with_every_batch(tmp_path, vault, embedder, caplog):
+    """An exclude pattern that matches nothing is a warning of every sync; the watcher says it when it
+    appears, not again with each save, and says it again once it has gone away and come back."""
+    (tmp_path / "inbox").mkdir()
+    kb = make_kb(tmp_path, vault, embedder, exclude=("Nowhere/",))
+    said = lambda: [r for r in caplog.records if 'exclude pattern "Nowhere/"' in r.getMessage()]  # noqa: E731
+    with caplog.at_level("WARNING", logger="pai_kb"), running(kb) as (_, batches):
+        wait_for(said, 30, "the warning about the pattern")
+        for n in range(3):
+            (vault / f"edit{n}.md").write_text(f"# Edit {n}\n\nquokka{n}\n")
+            wait_for(lambda n=n: found(kb, f"quokka{n}"), 30, f"edit {n} indexed")
+        assert len(said()) == 1 and len(batches) >= 4
+        (vault / "Nowhere").mkdir()
+        (vault / "Nowhere" / "hidden.md").write_text("# Hidden\n\nplatypus\n")
+        (vault / "seen.md").write_text("# Seen\n\nechidna\n")
+        wait_for(lambda: found(kb, "echidna"), 30, "the pattern excluding a file")
+        assert not found(kb, "platypus")
+        shutil.rmtree(vault / "Nowhere")
+        wait_for(lambda: len(said()) == 2, 30, "the warning again, once the pattern matches nothing again")
+
