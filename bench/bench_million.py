@@ -87,7 +87,7 @@ from pai_kb.loaders import load_bytes  # noqa: E402
 from pai_kb.manifest import DocInfo, FileState, Manifest  # noqa: E402
 from pai_kb.models import Chunk  # noqa: E402
 from pai_kb.store import VectorStore, collection_name  # noqa: E402
-from pai_kb.sync import content_hash, embed_hash  # noqa: E402
+from pai_kb.changes import content_hash, embed_hash  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 HUB = DATA / "obsidian-hub"

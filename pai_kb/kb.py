@@ -20,6 +20,7 @@ from typing import Any
 
 from pai_kb import audio, generations, recordings, self_eval
 from pai_kb.answer import Answer, Answerer, AnswerSettings
+from pai_kb.changes import StatDiff, confirm, diff_stats
 from pai_kb.chunking import CHUNKER_VERSION
 from pai_kb.config import Config, user_cache_dir
 from pai_kb.dense import Dense
@@ -38,7 +39,7 @@ from pai_kb.self_eval import SelfEvalReport
 from pai_kb.search import Retriever
 from pai_kb.sources import excluded, literal_pattern, scan
 from pai_kb.store import ManifestVectors, VectorStore
-from pai_kb.sync import Progress, StatDiff, Syncer, SyncReport, confirm, diff_stats
+from pai_kb.sync import Progress, Syncer, SyncReport
 from pai_kb.writeback import Written, designated, item_note, safe_name, save_answer, write_versioned
 
 __all__ = ["KnowledgeBase", "Status"]

@@ -73,6 +73,7 @@ LAYERS = (
     ("errors", "urls", "keyword", "onnx_encoder"),
     ("models", "locking", "store", "llm", "client"),
     ("privacy", "embeddings", "chunking", "manifest", "loaders", "audio", "sources", "config"),
+    ("changes",),
     ("dense", "notes", "recordings", "search", "sync"),
     ("answer", "related", "self_eval", "writeback", "generations"),
     ("kb",),

@@ -21,7 +21,7 @@ from conftest import PROJECT, make_kb
 from helpers import running, wait_for
 from speech import BUDGET, GARDEN, RATE, convert, needs_espeak, speak
 
-from pai_kb import audio, sync
+from pai_kb import audio, changes
 from pai_kb.config import load_config
 from pai_kb.errors import BadSetting, SourceError
 from pai_kb.loaders import load_bytes
@@ -202,7 +202,7 @@ def test_a_sync_never_holds_a_recordings_bytes_in_memory(tmp_path, small_vault, 
     assert moved < size / 10, f"a moved {size / 1e6:.0f} MB recording peaked at {moved / 1e6:.1f} MB"
     # The hash read block by block is the content hash of the whole bytes (what `status` compares).
     source = scan({"vault": small_vault}, ()).files["vault/all-hands.mp4"]
-    assert sync.read_recording(source, 10**9).hash == sync.content_hash((small_vault / "all-hands.mp4").read_bytes())
+    assert changes.read_recording(source, 10**9).hash == changes.content_hash((small_vault / "all-hands.mp4").read_bytes())
 
 
 class _Rewriting:

@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import make_kb
 from pai_kb.manifest import FileState
 from pai_kb.sources import SourceFile, discover
-from pai_kb.sync import diff_stats, observed
+from pai_kb.changes import diff_stats, observed
 
 KEY = "vault/Errands.md"
 BEFORE = "# Errands\n\n- [ ] renew the passport at room 101\n"

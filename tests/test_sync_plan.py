@@ -2,7 +2,7 @@ from pathlib import Path
 
 from pai_kb.manifest import FileState
 from pai_kb.sources import SourceFile
-from pai_kb.sync import diff_stats, make_plan
+from pai_kb.changes import diff_stats, make_plan
 
 
 def src(key: str, mtime: int = 1, size: int = 10) -> SourceFile:
