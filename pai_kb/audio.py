@@ -20,7 +20,7 @@ it from the file in 1 MB blocks (`read_recording`) and carries a `Recording` (it
 sha256, its path and stat) where other files carry their bytes; the transcription decodes from the
 file, and its result is cached only when the file's stat is still the one hashed.
 
-The sync transcribes after the text files of a run are committed (`split_plan`, `transcribe_all`), so
+The sync transcribes after the text files of a run are committed (`changes.split_plan`, `transcribe_all`), so
 notes are searchable first; `watch` transcribes on a thread of its own (`Background`).
 """
 
@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
@@ -45,9 +45,6 @@ from pai_kb.models import Block, Document
 
 if TYPE_CHECKING:
     from pai_kb.config import Config
-
-# The sync's `Plan` (add, update, move, ...): audio sits below sync, so it only reshapes one it is given.
-Plan = Any
 
 log = logging.getLogger("pai_kb.audio")
 
@@ -493,44 +490,6 @@ class _Progress:
     def line(self) -> str:
         done = self.done + self.current
         return f"{done / 60:.1f} of {self.total / 60:.1f} min of audio done, {max(self.total - done, 0) / 60:.1f} left"
-
-
-# -- the sync's part -------------------------------------------------------------------------------------
-def split_plan(plan: Plan, data: Mapping[str, bytes], config: Config) -> tuple[Plan, Plan | None]:
-    """(what to apply now, recordings to transcribe first): added, updated or moved files whose bytes
-    are a recording without a cached transcript go to the second plan, everything else stays in the first.
-    The second is None when there is nothing to transcribe."""
-    def waits(key: str) -> bool:
-        return (key in data and is_media(data[key], is_recording_name(key))
-                and not usable(read_cached(data[key]), config))
-
-    later_keys = {k for k in list(plan.add) + list(plan.update) + [new for _, new in plan.move] if waits(k)}
-    if not later_keys:
-        return plan, None
-    now = replace(plan, add=_without(plan.add, later_keys), update=_without(plan.update, later_keys),
-                  move=tuple(m for m in plan.move if m[1] not in later_keys))
-    later = type(plan)(add=_only(plan.add, later_keys), update=_only(plan.update, later_keys),
-                       move=tuple(m for m in plan.move if m[1] in later_keys))
-    return now, later
-
-
-def keep_only(plan: Plan, keys: set[str]) -> Plan:
-    """`plan` restricted to the files `keys` (add, update and move targets)."""
-    return replace(plan, add=_only(plan.add, keys), update=_only(plan.update, keys),
-                   move=tuple(m for m in plan.move if m[1] in keys))
-
-
-def plan_keys(plan: Plan) -> list[str]:
-    """The files a plan writes (add, update, move targets), in plan order."""
-    return list(plan.add) + list(plan.update) + [new for _, new in plan.move]
-
-
-def _without(keys: Iterable[str], drop: set[str]) -> tuple[str, ...]:
-    return tuple(k for k in keys if k not in drop)
-
-
-def _only(keys: Iterable[str], kept: set[str]) -> tuple[str, ...]:
-    return tuple(k for k in keys if k in kept)
 
 
 # -- watch's part ----------------------------------------------------------------------------------------

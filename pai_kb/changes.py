@@ -1,12 +1,13 @@
 """What changed since the last sync, decided before anything is written: the stat diff (`diff_stats`),
 files read and hashed (`read_any`: notes whole, recordings block by block), content confirmation where a
 stat cannot vouch for it (`confirm`), the refusal to remove most of an index at once (`removal_refusal`),
-and the plan (`make_plan`). All pure but the reading; `sync.Syncer` applies the plan."""
+and the plan (`make_plan`), split into what is applied now and the recordings to transcribe first
+(`split_plan`). All pure but the reading; `sync.Syncer` applies the plan."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from pai_kb.manifest import FileState
 from pai_kb.models import DocKey
 from pai_kb.sources import SourceFile
 
-__all__ = ["Plan", "Read", "StatDiff", "confirm", "content_hash", "diff_stats", "embed_hash", "make_plan",
-           "observed", "read_any", "read_recording", "read_source", "removal_refusal", "unmatched_patterns"]
+__all__ = ["Plan", "Read", "StatDiff", "confirm", "content_hash", "diff_stats", "embed_hash", "keep_only", "make_plan",
+           "observed", "plan_keys", "read_any", "read_recording", "read_source", "removal_refusal", "split_plan",
+           "unmatched_patterns"]
 
 # git's "racily clean" window: a file whose mtime or ctime is not this much older than the sync that
 # read it may be written again within the same timestamp tick (FAT keeps 2 s, SMB servers and sync
@@ -217,3 +219,40 @@ def content_hash(data: bytes) -> str:
 def embed_hash(text: str) -> str:
     """What a chunk's vector depends on (the text the model sees): 32 hex digits of BLAKE2b."""
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def split_plan(plan: Plan, data: Mapping[str, bytes], config: Config) -> tuple[Plan, Plan | None]:
+    """(what to apply now, recordings to transcribe first): added, updated or moved files whose bytes
+    are a recording without a cached transcript go to the second plan, everything else stays in the first.
+    The second is None when there is nothing to transcribe."""
+    def waits(key: str) -> bool:
+        return (key in data and audio.is_media(data[key], audio.is_recording_name(key))
+                and not audio.usable(audio.read_cached(data[key]), config))
+
+    later_keys = {k for k in list(plan.add) + list(plan.update) + [new for _, new in plan.move] if waits(k)}
+    if not later_keys:
+        return plan, None
+    now = replace(plan, add=_without(plan.add, later_keys), update=_without(plan.update, later_keys),
+                  move=tuple(m for m in plan.move if m[1] not in later_keys))
+    later = Plan(add=_only(plan.add, later_keys), update=_only(plan.update, later_keys),
+                       move=tuple(m for m in plan.move if m[1] in later_keys))
+    return now, later
+
+
+def keep_only(plan: Plan, keys: set[str]) -> Plan:
+    """`plan` restricted to the files `keys` (add, update and move targets)."""
+    return replace(plan, add=_only(plan.add, keys), update=_only(plan.update, keys),
+                   move=tuple(m for m in plan.move if m[1] in keys))
+
+
+def plan_keys(plan: Plan) -> list[str]:
+    """The files a plan writes (add, update, move targets), in plan order."""
+    return list(plan.add) + list(plan.update) + [new for _, new in plan.move]
+
+
+def _without(keys: Iterable[str], drop: set[str]) -> tuple[str, ...]:
+    return tuple(k for k in keys if k not in drop)
+
+
+def _only(keys: Iterable[str], kept: set[str]) -> tuple[str, ...]:
+    return tuple(k for k in keys if k in kept)

@@ -24,7 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from pai_kb import audio
-from pai_kb.changes import Plan, diff_stats, embed_hash, make_plan, observed, read_any, removal_refusal, unmatched_patterns
+from pai_kb.changes import (Plan, diff_stats, embed_hash, keep_only, make_plan, observed, plan_keys, read_any,
+                            removal_refusal, split_plan, unmatched_patterns)
 from pai_kb.chunking import chunk_document
 from pai_kb.config import Config
 from pai_kb.embeddings import Embedder
@@ -157,7 +158,7 @@ class Syncer:
         report.unchanged = plan.unchanged + len(plan.touch)
         if not plan.empty:
             self.manifest.set_meta("dirty", "1")
-            plan, recordings = audio.split_plan(plan, data, self.config)
+            plan, recordings = split_plan(plan, data, self.config)
             self.apply(plan, disk, data, hashes, report, progress)
             if recordings is not None:
                 self._transcribe(recordings, disk, data, hashes, report, progress)
@@ -175,7 +176,7 @@ class Syncer:
         is skipped with its reason). Ones not reached (a stop request, the extra missing, or
         `audio_in_sync` off, as in `watch`) stay unrecorded, so the next run picks them up; they are
         listed in `report.pending_audio`."""
-        keys = audio.plan_keys(plan)
+        keys = plan_keys(plan)
         if not self.config.audio_in_sync:
             report.pending_audio.extend(keys)
             return
@@ -188,7 +189,7 @@ class Syncer:
         if outcome.warning:
             report.warnings.append(outcome.warning)
         report.pending_audio.extend(outcome.pending)
-        self.apply(audio.keep_only(plan, outcome.done), disk, data, hashes, report, progress)
+        self.apply(keep_only(plan, outcome.done), disk, data, hashes, report, progress)
 
     def _repair(self) -> int:
         """Drop the vectors an interrupted run journalled; after a run that did not finish at all,
