@@ -9,7 +9,8 @@ follows the index. Brute force over 100k × 384 float32 is a few milliseconds of
 product: exact, where an HNSW graph approximates; but every process holds the whole matrix.
 
 On a Chroma server the server's HNSW index answers, and a process holds no vectors: the backend for
-collections that outgrow one machine's memory. Filters reach it as the list of allowed chunk ids.
+collections that outgrow one machine's memory. A filter reaches it as the list of the chunk ids it allows,
+when `search.Retriever` has to (a narrow filter; see `Retriever._filtered`).
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ RRF_K = 60
 # Each ranking contributes this many candidates to fusion: deep enough that a passage ranked well by
 # one method but poorly by the other still competes.
 _CANDIDATES = 50
+# A filtered dense search first looks this many times deeper without the filter (see `Retriever._filtered`):
+# enough for a filter that allows an eighth of the chunks or more.
+_OVERFETCH = 8
 
 
 def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[tuple[str, float]]:
@@ -120,12 +123,24 @@ class Retriever:
         return [replace(h, at_s=nearest_moment(vector, moments[h.chunk.id])) if h.chunk.id in moments else h
                 for h in hits]
 
+    def _filtered(self, vector: Sequence[float], depth: int, filters: Filters,
+                  hold_out: HoldOut) -> list[tuple[str, float]]:
+        """The dense arm under `filters`. First the nearest `_OVERFETCH` x `depth` chunks without the filter,
+        kept if the filter allows `depth` of them (or they were every chunk there is): the filter then
+        allows nothing nearer, so the answer is the one the allowed ids would give, found without listing
+        them (a filter allowing most chunks at 100,000 took 217 ms that way, and sent a Chroma server every
+        id). Otherwise, a narrow filter: its allowed ids, few, are searched among."""
+        near = self.dense.query(vector, depth * _OVERFETCH, None, hold_out.vectors)
+        allowed = set(self.manifest.filtered_ids(filters, [i for i, _ in near]))
+        kept = [(i, s) for i, s in near if i in allowed]
+        if len(kept) >= depth or len(near) < depth * _OVERFETCH:
+            return kept[:depth]
+        every = self.manifest.filtered_ids(filters)
+        return self.dense.query(vector, depth, every, hold_out.vectors) if every else []
+
     def _dense(self, query: str, depth: int, filters: Filters,
                hold_out: HoldOut) -> tuple[list[tuple[str, float]], Sequence[float] | None]:
         """(id, cosine similarity) best first, and the query's vector (None when no chunk may match)."""
-        allowed = self.manifest.filtered_ids(filters) if filters.active else None
-        if allowed is not None and not allowed:
-            return [], None
         # In a fresh process, reading the vectors from the manifest overlaps loading the query encoder.
         # numpy is imported first, here: its C extension breaks when two threads import it at once.
         import numpy  # noqa: F401
@@ -134,7 +149,8 @@ class Retriever:
         vector = self._embedder().embed([query])[0]
         try:
             loading.result()
-            return self.dense.query(vector, depth, allowed, hold_out.vectors), vector
+            return (self._filtered(vector, depth, filters, hold_out) if filters.active
+                    else self.dense.query(vector, depth, None, hold_out.vectors)), vector
         except VectorServerUnreachable as exc:
             raise VectorServerUnreachable(f"{exc}; nothing was searched. A keyword search (mode keyword) needs no "
                                           "vector server") from exc

@@ -4,6 +4,7 @@ A real vault in tmp, indexed, searched in keyword and dense mode (filters apply 
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import make_kb
@@ -82,3 +83,33 @@ def test_an_unclosed_bracket_in_a_path_glob_is_refused():
     with pytest.raises(InvalidRequest, match=r"path glob 'notes\[2024/\*'.*\[\[\]"):
         Filters.of(path="notes[2024/*")
     assert Filters.of(path="notes[[]2024/*").path == "notes[[]2024/*"
+
+
+WORDS = ("lantern", "harbour", "orchard", "glacier", "meadow", "compass", "ember", "willow", "quarry", "delta")
+
+
+@pytest.mark.parametrize("path, share", [("wide/**", 0.95), ("narrow/**", 0.05)])
+def test_a_filtered_dense_search_is_the_exact_search_among_the_allowed_chunks(tmp_path, embedder, path, share):
+    """Past 400 chunks a filtered dense search first looks deeper without the filter and keeps what the
+    filter allows; a filter allowing too few of those (here 5% of the chunks) searches among its allowed
+    ids instead. Either way the answer is the exact ranking of every allowed chunk by cosine."""
+    vault = tmp_path / "vault"
+    for n in range(600):
+        folder = "narrow" if n % 20 == 0 else "wide"
+        words = " ".join(WORDS[(n * k) % len(WORDS)] for k in range(1, 8))
+        (vault / folder / f"n{n:03d}.md").parent.mkdir(parents=True, exist_ok=True)
+        (vault / folder / f"n{n:03d}.md").write_text(f"# Note {n}\n\n{words} number{n}\n")
+    kb = make_kb(tmp_path, vault, embedder, inbox=None)
+    kb.index()
+    assert kb.manifest.counts()[1] == 600
+    filters = Filters.of(path=path)
+    allowed = kb.manifest.filtered_ids(filters)
+    assert len(allowed) == 600 * share
+    for query in ("lantern harbour", "glacier ember willow", "number37 quarry"):
+        vector = np.asarray(kb.query_embedder.embed([query])[0])
+        vectors = kb.manifest.vectors(allowed)
+        exact = sorted((round(float(np.asarray(vectors[i]) @ vector), 5) for i in allowed), reverse=True)[:10]
+        hits = kb.search(query, k=10, mode="dense", filters=filters)
+        assert {h.chunk.id for h in hits} <= set(allowed)
+        assert [round(h.similarity, 5) for h in hits] == exact  # the best ten similarities (texts may tie)
+    kb.close()
