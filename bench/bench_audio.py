@@ -32,14 +32,15 @@ import wave
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from common import DATA, HEADER, need_data, row, timed  # noqa: E402
 from pai_kb import audio  # noqa: E402
 from pai_kb.config import load_config  # noqa: E402
 from pai_kb.embeddings import LocalModel  # noqa: E402
 from pai_kb.kb import KnowledgeBase  # noqa: E402
+from speech import RATE, convert  # noqa: E402
 
-RATE = 22050  # espeak-ng's output: 16-bit mono
 # (sentence, a paraphrased question whose answer it is)
 SENTENCES = [
     ("The quarterly budget meeting moved to Thursday afternoon.", "when is the budget review now?"),
@@ -90,18 +91,9 @@ def recording(parts: list[bytes]) -> tuple[bytes, list[float]]:
 
 
 def compress(wav: bytes, container: str = "ogg", codec: str = "libopus") -> bytes:
-    """Re-encoded with PyAV (Opus in Ogg by default, 48 kHz)."""
-    import av
-
+    """Re-encoded with PyAV (Opus in Ogg by default, 48 kHz), as the tests' recordings are."""
     out = io.BytesIO()
-    with av.open(io.BytesIO(wav)) as source, av.open(out, "w", format=container) as sink:
-        stream = sink.add_stream(codec, rate=48000 if codec == "libopus" else RATE)
-        for frame in source.decode(source.streams.audio[0]):
-            frame.pts = None
-            for packet in stream.encode(frame):
-                sink.mux(packet)
-        for packet in stream.encode(None):
-            sink.mux(packet)
+    convert(io.BytesIO(wav), out, container, codec)
     return out.getvalue()
 
 

@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import wave
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -46,16 +48,26 @@ def speak(path: Path, *parts: str | float, voice: str = "en", speed: int = 175) 
     return starts
 
 
-def convert(wav: Path, target: Path, container: str, codec: str) -> Path:
-    """Re-encode with PyAV (the FFmpeg faster-whisper itself decodes with), e.g. ("ipod", "aac") for .m4a."""
+def convert(wav: Path | BinaryIO, target: Path | BinaryIO, container: str, codec: str) -> Path | BinaryIO:
+    """Re-encode with PyAV (the FFmpeg faster-whisper itself decodes with), e.g. ("ipod", "aac") for .m4a;
+    either side may be a path or a file object."""
     import av
 
-    with av.open(str(wav)) as source, av.open(str(target), "w", format=container) as out:
+    with av.open(_opened(wav)) as source, av.open(_opened(target), "w", format=container) as out:
         stream = out.add_stream(codec, rate=48000 if codec == "libopus" else RATE)
-        for frame in source.decode(source.streams.audio[0]):
-            frame.pts = None
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+        mux_audio(source.decode(source.streams.audio[0]), stream, out)
     return target
+
+
+def mux_audio(frames: Iterable[Any], stream: Any, out: Any) -> None:
+    """Encode the audio `frames` on `stream` of the container `out`, writing every packet, then flush."""
+    for frame in frames:
+        frame.pts = None
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
+
+
+def _opened(file: Path | BinaryIO) -> str | BinaryIO:
+    return str(file) if isinstance(file, Path) else file

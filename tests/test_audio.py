@@ -19,7 +19,7 @@ from typing import Self
 import pytest
 from conftest import PROJECT, make_kb
 from helpers import running, wait_for
-from speech import BUDGET, GARDEN, RATE, convert, needs_espeak, speak
+from speech import BUDGET, GARDEN, RATE, convert, mux_audio, needs_espeak, speak
 
 from pai_kb import audio, changes
 from pai_kb.config import load_config
@@ -56,12 +56,7 @@ def talk_video(wav: Path, target: Path, megabytes: float) -> Path:
                 out.mux(packet)
         for packet in picture.encode(None):
             out.mux(packet)
-        for frame in sound_frames:
-            frame.pts = None
-            for packet in sound.encode(frame):
-                out.mux(packet)
-        for packet in sound.encode(None):
-            out.mux(packet)
+        mux_audio(sound_frames, sound, out)
     return target
 
 
