@@ -31,21 +31,20 @@ def waiting(config: Config, disk: Mapping[str, SourceFile], keys: Sequence[str])
     (the sync skips it unread, and then it is listed as skipped); so is one already transcribed, which
     the next sync indexes at once. Hashes those files (block by block) and reads their headers;
     creates nothing."""
-    c = config
-    missing = audio_missing(c)
+    missing = audio_missing(config)
     out = []
     for key in sorted(keys):
         source = disk[key]
-        if source.problem or source.size > c.audio_max_bytes or not is_recording(source, key):
+        if source.problem or source.size > config.audio_max_bytes or not is_recording(source, key):
             continue
         try:
-            recording = audio.read_recording(source.abspath, key, c.audio_max_bytes)
+            recording = audio.read_recording(source.abspath, key, config.audio_max_bytes)
         except SourceError:
             continue  # gone, unreadable or grown too large meanwhile: the next sync says why
         if not audio.is_media(recording, audio.is_recording_name(key)):
             continue  # empty, or text under a recording's name: the next sync skips it, saying so
         cached = audio.read_cached(recording)
-        if audio.usable(cached, c):
+        if audio.usable(cached, config):
             continue
         seconds = cached.duration_s if cached is not None and cached.duration_s else probe_seconds(source.abspath)
         why = missing or "not transcribed yet; the next `pai-kb index` (or a running `pai-kb watch`) transcribes it"
@@ -62,14 +61,14 @@ def skipped(errors: Mapping[str, str], disk: Mapping[str, SourceFile], stale: se
 
 def is_recording(source: SourceFile | None, key: str) -> bool:
     """Whether the file `key` is a recording: by its name, else by its first bytes (a recording saved
-    under another name is one too, as the loaders know). Reads at most 12 bytes."""
+    under another name is one too, as the loaders know). Reads at most `audio.HEAD_BYTES`."""
     if audio.is_recording_name(key):
         return True
     if source is None or source.problem:
         return False
     try:
         with source.abspath.open("rb") as handle:
-            return audio.is_media(handle.read(12), named=False)
+            return audio.is_media(handle.read(audio.HEAD_BYTES), named=False)
     except OSError:
         return False
 
