@@ -23,7 +23,7 @@ OWNERS = {
     "watchdog": {"watch.py"},
     "markdown_it": {"loaders/markdown.py"},
     "trafilatura": {"loaders/html.py"},
-    "pypdf": {"loaders/pdf.py"},
+    "pypdfium2": {"loaders/pdf_engine.py"},
     "fastapi": {"server.py"},
     "uvicorn": {"server.py"},
     "mcp": {"mcp_server.py"},

@@ -9,9 +9,12 @@ a budget of a few seconds stops a slow case, so it costs seconds, not minutes.
 
 import gc
 import json
+import os
+import resource
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -145,7 +148,7 @@ CASES = [
     (".json", "segments_dict", lambda s: b'{"title": "t", "segments": ' + json_items(s - 40, "a  b") + b"}", ()),
     (".json", "deep_nesting", lambda s: rep("[", s // 2) + rep("]", s // 2), ()),
     (".json", "numbers_as_text", lambda s: rep('{"text": 5, "start": 1},', s, head="[", tail="{}]"), ()),
-    # PDF (pypdf)
+    # PDF (PDFium, in its own process)
     (".pdf", "text_operators", lambda s: pdf(b"BT /F1 12 Tf " + times(b"1 0 Td (ab) Tj ", s) + b"ET"), ()),
     (".pdf", "many_pages", lambda s: pdf(b"BT /F1 12 Tf 72 700 Td (page text here) Tj ET", pages=s // 260), ()),
     (".pdf", "array_openers", lambda s: pdf(b"BT /F1 12 Tf (x) Tj " + times(b"[", s) + b" ET"), ()),
@@ -158,13 +161,19 @@ CASES = [
 ]
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load_seconds(data: bytes, suffix: str) -> float:
-    """CPU seconds `load_bytes` takes on `data` in this thread (the loader's own work: other processes on a
-    busy machine do not count); a document or a SourceError both count as done, and a case still running
-    at CAP_S (wall clock) is stopped there by the budget."""
+    """CPU seconds `load_bytes` takes on `data` in this thread and in the processes it waits for (the PDF
+    engine): the loader's own work, so other processes on a busy machine do not count. A document or a
+    SourceError both count as done, and a case still running at CAP_S (wall clock) is stopped there by the
+    budget."""
     gc.collect()
     gc.disable()  # the collector's pauses depend on what earlier tests left alive, not on this input
-    started = time.thread_time()
+    started, started_children = time.thread_time(), children_cpu()
     try:
         load_bytes(data, "inbox", f"x{suffix}", budget_s=CAP_S)
     except LoaderTimeout:
@@ -173,7 +182,7 @@ def load_seconds(data: bytes, suffix: str) -> float:
         pass
     finally:
         gc.enable()
-    return time.thread_time() - started
+    return time.thread_time() - started + children_cpu() - started_children
 
 
 @pytest.mark.parametrize("suffix,generate", [pytest.param(s, g, id=f"{s[1:]}-{n}", marks=m) for s, n, g, m in CASES])
@@ -182,6 +191,8 @@ def test_adversarial_1mb_input_loads_under_2s(suffix, generate):
     assert 0.9 * MB <= len(data) <= 1.1 * MB
     assert load_seconds(data, suffix) < BOUND_S
 
+
+CASES_BY_ID = {f"{s[1:]}-{n}": g for s, n, g, _ in CASES}
 
 FORMERLY_QUADRATIC = ["vtt-voice_openers", "vtt-lt_run", "vtt-class_openers", "vtt-voice_then_spaces",
                       "vtt-timestamp_openers", "srt-font_openers", "srt-italic_openers", "txt-stamp_then_spaces",
@@ -259,12 +270,53 @@ def test_budget_stops_a_slow_file_and_leaves_no_alarm_behind():
 
 
 def test_budget_stops_code_that_catches_broad_exceptions():
-    """trafilatura and pypdf catch `Exception` inside; the alarm repeats until loading really stops."""
+    """trafilatura catches `Exception` inside; the alarm repeats until loading really stops."""
     data = rep("<", MB, head="<html><body><p>")  # about a second inside trafilatura
     started = time.perf_counter()
     with pytest.raises(LoaderTimeout, match="inbox/page.html: still loading after 0.2 s"):
         load_bytes(data, "inbox", "page.html", budget_s=0.2)
     assert time.perf_counter() - started < 2
+
+
+def child_pids() -> set[int]:
+    return {int(pid) for task in Path("/proc/self/task").iterdir()
+            for pid in (task / "children").read_text().split()}
+
+
+def test_budget_stops_the_pdf_engine_and_leaves_no_process_behind():
+    """The PDF engine is a child process: the budget's LoaderTimeout kills it, and the next file loads."""
+    data = CASES_BY_ID["pdf-many_pages"](MB)
+    before = child_pids()
+    started = time.perf_counter()
+    with pytest.raises(LoaderTimeout, match=r"^inbox/big\.pdf: still loading after 0\.05 s"):
+        load_bytes(data, "inbox", "big.pdf", budget_s=0.05)
+    assert time.perf_counter() - started < 2
+    assert child_pids() == before
+    last = load_bytes(data, "inbox", "big.pdf", budget_s=CAP_S).blocks[-1]
+    assert (last.line_start, last.text) == (4032, "page text here")
+
+
+def test_a_pdf_engine_that_dies_costs_only_that_file():
+    """A crash in PDFium's native code ends its process; here a real SIGKILL does it mid-file."""
+    data = CASES_BY_ID["pdf-many_pages"](4 * MB)
+    before = child_pids()
+    killed: list[int] = []
+
+    def kill_the_engine() -> None:
+        deadline = time.monotonic() + 20
+        while not killed and time.monotonic() < deadline:
+            for pid in child_pids() - before:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    killer = threading.Thread(target=kill_the_engine)
+    killer.start()
+    with pytest.raises(SourceError, match=r"^inbox/crash\.pdf: unreadable PDF \(the PDF engine was ended by "
+                                          r"SIGKILL\); not indexed$"):
+        load_bytes(data, "inbox", "crash.pdf", budget_s=CAP_S)
+    killer.join()
+    assert killed and child_pids() == before
+    assert load_bytes(b"# Next\n\nthe next file\n", "inbox", "next.md").blocks[-1].text == "the next file"
 
 
 def test_off_the_main_thread_load_runs_without_a_budget():

@@ -83,7 +83,7 @@ def _load(data: bytes, root: str, path: str, sidecar: dict | None) -> Document:
 
 class _Alarm:
     """The per-file budget (see the module doc). Once it runs out, the handler raises `LoaderTimeout`
-    in the loading code, and again every `_REPEAT_S` while loading goes on, because libraries (pypdf,
+    in the loading code, and again every `_REPEAT_S` while loading goes on, because libraries (such as
     trafilatura) catch broad exceptions and would otherwise carry on unbounded."""
 
     _REPEAT_S = 0.05

@@ -146,7 +146,7 @@ def load_markdown(text: str, root: str, path: str, warnings: tuple[str, ...] = (
     url = _url(meta)
     return Document(
         root=root, path=path, title=title, source_type="webclip" if url else "note",
-        blocks=tuple(_clean(b) for b in blocks),
+        blocks=tuple(b for b in map(_clean, blocks) if b.text or b.kind == "heading"),  # `>` alone has no words
         aliases=string_list(meta.get("aliases") or meta.get("alias")),
         tags=tuple(dict.fromkeys(tags)), links=tuple(dict.fromkeys(links)),
         metadata=meta, url=url, warnings=all_warnings,
