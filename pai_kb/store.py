@@ -41,8 +41,10 @@ _CHROMA_BATCH = 1000
 # now and then, which changed a hybrid result. Recall@10 against exact search, 16 neighbours, build beam 200,
 # on bench_million's vectors (100 real questions): search beam 200: 0.953 at 20,000 vectors, 0.945 at 100,000,
 # 0.86 at 1,000,000; beam 400: 0.979 at 100,000; beam 800: 0.994 at 20,000, 0.987 at 100,000, for about the same
-# time per query (6.5 ms at 100,000, most of it the HTTP round trip). A collection keeps the beam it was made with.
-_HNSW = {"hnsw:space": "cosine", "hnsw:construction_ef": 200, "hnsw:search_ef": 1000}
+# time per query (6.5 ms at 100,000, most of it the HTTP round trip). The search beam can change on a collection
+# that exists (the build beam cannot), so one made with a narrower beam is widened when it is opened.
+_SEARCH_EF = 1000
+_HNSW = {"hnsw:space": "cosine", "hnsw:construction_ef": 200, "hnsw:search_ef": _SEARCH_EF}
 
 
 def collection_name(index_dir: Path) -> str:
@@ -129,6 +131,9 @@ class VectorStore:
         with answering(url):
             self._collection = self._client.get_or_create_collection(collection, embedding_function=None,
                                                                      metadata=_HNSW)
+            hnsw = (self._collection.configuration or {}).get("hnsw") or {}
+            if hnsw.get("ef_search", _SEARCH_EF) < _SEARCH_EF:  # made by an earlier version
+                self._collection.modify(configuration={"hnsw": {"ef_search": _SEARCH_EF}})
 
     def upsert(self, ids: Sequence[str], vectors: Sequence[Sequence[float]],
                metadatas: Sequence[Mapping[str, Any]]) -> None:
