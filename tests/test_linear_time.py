@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from conftest import HashEmbedder, make_kb
 from pai_kb.errors import LoaderTimeout, SourceError
 from pai_kb.loaders import load_bytes
+from pai_kb.loaders import pdf as pdf_loader
+from pai_kb.loaders.pdf import stop_engine
 
 MB = 1 << 20
 BOUND_S = 2.0
@@ -161,9 +163,33 @@ CASES = [
 ]
 
 
+def engine_pids() -> set[int]:
+    """This process's live PDF engine processes."""
+    found = set()
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                live = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+                if live and b"pdf_engine.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.add(int(pid))
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # it ended while we looked
+    return found
+
+
 def children_cpu() -> float:
+    """CPU seconds of this process's children: those that ended and were waited for, and those running
+    (the PDF engine serves file after file)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    running = 0
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            running += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return usage.ru_utime + usage.ru_stime + running / os.sysconf("SC_CLK_TCK")
 
 
 def load_seconds(data: bytes, suffix: str) -> float:
@@ -278,20 +304,15 @@ def test_budget_stops_code_that_catches_broad_exceptions():
     assert time.perf_counter() - started < 2
 
 
-def child_pids() -> set[int]:
-    return {int(pid) for task in Path("/proc/self/task").iterdir()
-            for pid in (task / "children").read_text().split()}
-
-
 def test_budget_stops_the_pdf_engine_and_leaves_no_process_behind():
     """The PDF engine is a child process: the budget's LoaderTimeout kills it, and the next file loads."""
     data = CASES_BY_ID["pdf-many_pages"](MB)
-    before = child_pids()
+    stop_engine()
     started = time.perf_counter()
     with pytest.raises(LoaderTimeout, match=r"^inbox/big\.pdf: still loading after 0\.05 s"):
         load_bytes(data, "inbox", "big.pdf", budget_s=0.05)
     assert time.perf_counter() - started < 2
-    assert child_pids() == before
+    assert engine_pids() == set()
     last = load_bytes(data, "inbox", "big.pdf", budget_s=CAP_S).blocks[-1]
     assert (last.line_start, last.text) == (4032, "page text here")
 
@@ -299,13 +320,13 @@ def test_budget_stops_the_pdf_engine_and_leaves_no_process_behind():
 def test_a_pdf_engine_that_dies_costs_only_that_file():
     """A crash in PDFium's native code ends its process; here a real SIGKILL does it mid-file."""
     data = CASES_BY_ID["pdf-many_pages"](4 * MB)
-    before = child_pids()
+    stop_engine()
     killed: list[int] = []
 
     def kill_the_engine() -> None:
         deadline = time.monotonic() + 20
         while not killed and time.monotonic() < deadline:
-            for pid in child_pids() - before:
+            for pid in engine_pids():
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
@@ -315,8 +336,26 @@ def test_a_pdf_engine_that_dies_costs_only_that_file():
                                           r"SIGKILL\); not indexed$"):
         load_bytes(data, "inbox", "crash.pdf", budget_s=CAP_S)
     killer.join()
-    assert killed and child_pids() == before
-    assert load_bytes(b"# Next\n\nthe next file\n", "inbox", "next.md").blocks[-1].text == "the next file"
+    assert killed and engine_pids() == set()
+    last = load_bytes(CASES_BY_ID["pdf-many_pages"](MB), "inbox", "next.pdf").blocks[-1]
+    assert (last.line_start, last.text) == (4032, "page text here")
+    assert engine_pids() and not engine_pids() & set(killed)
+
+
+def test_one_engine_serves_pdf_after_pdf_and_an_idle_one_leaves(monkeypatch):
+    monkeypatch.setattr(pdf_loader, "ENGINE_IDLE_S", 0.3)
+    stop_engine()
+    small = CASES_BY_ID["pdf-many_pages"](4096)
+    pages = [len(load_bytes(small, "inbox", f"{n}.pdf").blocks) for n in range(3)]
+    assert pages == [15, 15, 15]
+    (first,) = engine_pids()  # one process read all three
+    deadline = time.monotonic() + 20
+    while first in engine_pids() and time.monotonic() < deadline:  # it leaves after 0.3 s without a request
+        time.sleep(0.05)
+    assert first not in engine_pids()
+    assert len(load_bytes(small, "inbox", "later.pdf").blocks) == 15
+    assert engine_pids() and first not in engine_pids()
+    stop_engine()  # the next test's engine waits the default idle time
 
 
 def test_off_the_main_thread_load_runs_without_a_budget():

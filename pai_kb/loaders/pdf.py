@@ -1,24 +1,31 @@
 """PDFs: text per page from PDFium. Each page is a block whose line range is its page number, so citations
 read `file.pdf p. 3`. Encrypted and image-only (scanned) PDFs are refused with a reason.
 
-PDFium runs in its own short-lived process (`pdf_engine.py`), so a crash in native code on a hostile file
-costs that file, never the run or the watcher. It is about ten times faster than pure-Python extraction:
-a 1 MB file of 4,032 pages takes 0.14 s of CPU against 1.5 s with pypdf 7.1 (tests/test_linear_time.py)."""
+PDFium runs in its own process (`pdf_engine.py`), so a crash in native code on a hostile file costs that
+file, never the run or the watcher. The process serves file after file; one that crashed, was killed by the
+per-file budget, or left after idling is replaced by a new one on the next PDF. PDFium is about ten times
+faster than pure-Python extraction: a 1 MB file of 4,032 pages takes 0.14 s of CPU against 1.5 s with
+pypdf 7.1 (tests/test_linear_time.py)."""
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from pai_kb.errors import SourceError
 from pai_kb.models import Block, Document
 
 __all__ = ["load_pdf"]
 
-_ENGINE = Path(__file__).with_name("pdf_engine.py")
+ENGINE_IDLE_S = 300.0  # seconds an idle engine process waits for the next PDF before it leaves
 _NONCHARACTERS = str.maketrans("", "", "\ufffe\uffff\x00")  # PDFium marks hyphens and gaps with these
 
 
@@ -27,7 +34,7 @@ def load_pdf(data: bytes, root: str, path: str) -> Document:
     from its metadata. Raises SourceError when it is encrypted, unreadable, crashes the engine, or has no
     extractable text."""
     key = f"{root}/{path}"
-    result = _run_engine(data, key)
+    result = _ENGINE.read(data, key)
     if "refused" in result:
         if result["refused"] == "encrypted":
             raise SourceError(f"{key}: encrypted PDF; not indexed — save an unencrypted copy")
@@ -42,24 +49,94 @@ def load_pdf(data: bytes, root: str, path: str) -> Document:
                     metadata={"author": author, "pages": len(pages)} if author else {"pages": len(pages)})
 
 
-def _run_engine(data: bytes, key: str) -> dict:
-    """The engine's JSON answer for `data`. The child is killed if loading is interrupted (the per-file
-    budget's LoaderTimeout), so none outlives its file."""
-    proc = subprocess.Popen([sys.executable, "-I", str(_ENGINE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(data)
-    finally:
+class _Engine:
+    """The engine process of this process (one request at a time, under a lock), started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._errors: IO[bytes] | None = None  # its stderr, read when it fails
+        self._owner = 0  # the pid that started it: after a fork, the child starts its own
+
+    def read(self, data: bytes, key: str) -> dict:
+        """The engine's reply for `data` (see pdf_engine.py). Raises SourceError naming `key` when the
+        engine ends on it; on any interruption (the budget's LoaderTimeout) the engine is killed."""
+        with self._lock:
+            for attempt in (1, 2):
+                proc = self._running()
+                try:
+                    return _exchange(proc, data)
+                except (BrokenPipeError, EOFError):
+                    status, last_error = self._stop()
+                    if status != 0 or attempt == 2:  # status 0: it had left, idle, just before this file
+                        raise SourceError(f"{key}: unreadable PDF ({_why(status, last_error)}); not indexed") \
+                            from None
+                except BaseException:
+                    self._stop()
+                    raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _running(self) -> subprocess.Popen:
+        if self._proc is not None and self._owner != os.getpid():
+            self._proc = self._errors = None  # a forked child leaves its parent's engine alone
+        if self._proc is not None and self._proc.poll() is not None:
+            self._stop()
+        if self._proc is None:
+            self._errors = tempfile.TemporaryFile()
+            self._proc = subprocess.Popen([sys.executable, "-I", str(_SCRIPT), str(ENGINE_IDLE_S)], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=self._errors)
+            self._owner = os.getpid()
+        return self._proc
+
+    def _stop(self) -> tuple[int | None, str]:
+        """Kill the engine, if any: its exit status (None if none ran) and the last line it wrote to stderr."""
+        proc, errors, self._proc, self._errors = self._proc, self._errors, None, None
+        if proc is None or errors is None:
+            return None, ""
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
-    if proc.returncode < 0:
-        ended_by = signal.Signals(-proc.returncode).name
-        raise SourceError(f"{key}: unreadable PDF (the PDF engine was ended by {ended_by}); not indexed")
-    if proc.returncode > 0:
-        last = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-        raise SourceError(f"{key}: unreadable PDF (the PDF engine stopped: {last[0][:200]}); not indexed")
-    return json.loads(out)
+        status = proc.wait()
+        errors.seek(0)
+        lines = errors.read().decode(errors="replace").strip().splitlines()
+        for pipe in (proc.stdin, proc.stdout, errors):
+            if pipe is not None:
+                pipe.close()
+        return status, lines[-1][:200] if lines else ""
+
+
+def _exchange(proc: subprocess.Popen, data: bytes) -> dict:
+    """Send one request and read its reply. Raises EOFError when the engine ends before replying."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(len(data).to_bytes(8, "big") + data)
+    proc.stdin.flush()
+    header = proc.stdout.read(8)
+    size = int.from_bytes(header, "big") if len(header) == 8 else -1
+    reply = proc.stdout.read(size) if size >= 0 else b""
+    if len(reply) != size:
+        raise EOFError
+    return json.loads(reply)
+
+
+def _why(status: int | None, last_error: str) -> str:
+    if status is not None and status < 0:
+        return f"the PDF engine was ended by {signal.Signals(-status).name}"
+    return f"the PDF engine stopped: {last_error or f'exit status {status}'}"
+
+
+_SCRIPT = Path(__file__).with_name("pdf_engine.py")
+_ENGINE = _Engine()
+
+
+def stop_engine() -> None:
+    """Stop the engine process, if one runs; the next PDF starts another. Called at exit."""
+    _ENGINE.close()
+
+
+atexit.register(stop_engine)
 
 
 def _clean(text: str) -> str:

@@ -1,13 +1,18 @@
-"""The PDF engine's process: PDF bytes on stdin, one JSON object on stdout. It runs as a script, apart from
-pai-kb, so that native PDFium code reading a hostile or broken file can only end its own process.
+"""The PDF engine's process, apart from pai-kb, so that native PDFium code reading a hostile or broken file
+can only end its own process. It runs as a script and serves one PDF after another.
 
-Output: {"pages": [text of page 1, ...], "metadata": {"Title": ..., ...}} or {"refused": "encrypted" |
-"unreadable", "detail": str}. PDFium (pypdfium2) is Chromium's PDF engine. Its text keeps characters drawn
-outside the page's box (the bounds below are wide), drops duplicates drawn on top of each other (fake bold),
-and reads at most 32,767 characters of one string operand (its parser's limit)."""
+Protocol, on stdin and stdout: each request is an 8-byte big-endian length and that many bytes of PDF; each
+reply an 8-byte length and a JSON object, {"pages": [text of page 1, ...], "metadata": {"Title": ...}} or
+{"refused": "encrypted" | "unreadable", "detail": str}. It exits with status 0 at the end of stdin or after
+the idle seconds given as its one argument without a request, and never with 0 while it owes a reply.
+
+PDFium (pypdfium2) is Chromium's PDF engine. Its text keeps characters drawn outside the page's box (the
+bounds below are wide), drops duplicates drawn on top of each other (fake bold), and reads at most 32,767
+characters of one string operand (its parser's limit)."""
 
 import json
 import resource
+import select
 import sys
 
 MEMORY_BYTES = 4 << 30  # a decompression bomb ends this process with MemoryError, not the machine
@@ -28,7 +33,7 @@ def page_text(document, index: int) -> str:
 
 
 def read(data: bytes) -> dict:
-    """The answer (see the module doc) for the PDF `data`."""
+    """The reply (see the module doc) for the PDF `data`."""
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
@@ -46,6 +51,30 @@ def read(data: bytes) -> dict:
         document.close()
 
 
+def read_exact(requests, size: int) -> bytes:
+    """`size` bytes from the unbuffered `requests`, or fewer at its end."""
+    parts, left = [], size
+    while left:
+        part = requests.read(min(left, 1 << 20))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def serve(requests, replies, idle_s: float) -> None:
+    """Answer requests until the end of `requests` or `idle_s` seconds without one. `requests` is
+    unbuffered, so that select() sees every byte not yet read; both are binary files (see the module doc)."""
+    while select.select([requests], [], [], idle_s)[0]:
+        header = read_exact(requests, 8)
+        if len(header) < 8:
+            return
+        reply = json.dumps(read(read_exact(requests, int.from_bytes(header, "big")))).encode()
+        replies.write(len(reply).to_bytes(8, "big") + reply)
+        replies.flush()
+
+
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
-    json.dump(read(sys.stdin.buffer.read()), sys.stdout)
+    serve(sys.stdin.buffer.raw, sys.stdout.buffer, float(sys.argv[1]))
