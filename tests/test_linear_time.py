@@ -342,6 +342,26 @@ def test_a_pdf_engine_that_dies_costs_only_that_file():
     assert engine_pids() and not engine_pids() & set(killed)
 
 
+def test_off_the_main_thread_a_pdf_past_the_engine_deadline_is_skipped(monkeypatch):
+    """Off the main thread there is no budget; the engine's own deadline still ends a file that runs long."""
+    monkeypatch.setattr(pdf_loader, "ENGINE_DEADLINE_S", 0.05)
+    data = CASES_BY_ID["pdf-many_pages"](4 * MB)
+    raised: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_bytes(data, "inbox", "long.pdf")
+        except SourceError as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    worker.join(timeout=30)
+    assert [str(e) for e in raised] == ["inbox/long.pdf: unreadable PDF (the PDF engine was still reading it after "
+                                        "0.05 s); not indexed — report it, or split the file"]
+    assert engine_pids() == set()
+
+
 def test_one_engine_serves_pdf_after_pdf_and_an_idle_one_leaves(monkeypatch):
     monkeypatch.setattr(pdf_loader, "ENGINE_IDLE_S", 0.3)
     stop_engine()

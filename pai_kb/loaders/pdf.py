@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -26,6 +27,9 @@ from pai_kb.models import Block, Document
 __all__ = ["load_pdf"]
 
 ENGINE_IDLE_S = 300.0  # seconds an idle engine process waits for the next PDF before it leaves
+# Seconds the engine may take on one file: past it, it is killed and the file skipped. Twice the per-file
+# budget (loaders.LOAD_BUDGET_S), which comes first on the main thread; this bounds loads off it too.
+ENGINE_DEADLINE_S = 60.0
 _NONCHARACTERS = str.maketrans("", "", "\ufffe\uffff\x00")  # PDFium marks hyphens and gaps with these
 
 
@@ -63,17 +67,19 @@ class _Engine:
         engine ends on it; on any interruption (the budget's LoaderTimeout) the engine is killed."""
         with self._lock:
             for attempt in (1, 2):
-                proc = self._running()
                 try:
-                    return _exchange(proc, data)
-                except (BrokenPipeError, EOFError):
+                    return _exchange(self._running(), data)
+                except BaseException as exc:
                     status, last_error = self._stop()
+                    if isinstance(exc, _Overdue):
+                        raise SourceError(f"{key}: unreadable PDF (the PDF engine was still reading it after "
+                                          f"{ENGINE_DEADLINE_S:g} s); not indexed — report it, or split the "
+                                          "file") from None
+                    if not isinstance(exc, (BrokenPipeError, EOFError)):
+                        raise
                     if status != 0 or attempt == 2:  # status 0: it had left, idle, just before this file
                         raise SourceError(f"{key}: unreadable PDF ({_why(status, last_error)}); not indexed") \
                             from None
-                except BaseException:
-                    self._stop()
-                    raise
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def close(self) -> None:
@@ -87,8 +93,8 @@ class _Engine:
             self._stop()
         if self._proc is None:
             self._errors = tempfile.TemporaryFile()
-            self._proc = subprocess.Popen([sys.executable, "-I", str(_SCRIPT), str(ENGINE_IDLE_S)], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=self._errors)
+            self._proc = subprocess.Popen([sys.executable, "-I", str(_SCRIPT), str(ENGINE_IDLE_S)],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors)
             self._owner = os.getpid()
         return self._proc
 
@@ -108,11 +114,18 @@ class _Engine:
         return status, lines[-1][:200] if lines else ""
 
 
+class _Overdue(Exception):
+    """The engine has not begun its reply within ENGINE_DEADLINE_S."""
+
+
 def _exchange(proc: subprocess.Popen, data: bytes) -> dict:
-    """Send one request and read its reply. Raises EOFError when the engine ends before replying."""
+    """Send one request and read its reply. Raises EOFError when the engine ends before replying, _Overdue
+    when it has not begun to within ENGINE_DEADLINE_S."""
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(len(data).to_bytes(8, "big") + data)
     proc.stdin.flush()
+    if not select.select([proc.stdout], [], [], ENGINE_DEADLINE_S)[0]:  # nothing buffered yet: the pipe is empty
+        raise _Overdue
     header = proc.stdout.read(8)
     size = int.from_bytes(header, "big") if len(header) == 8 else -1
     reply = proc.stdout.read(size) if size >= 0 else b""
