@@ -15,6 +15,7 @@ import bench_context  # noqa: E402
 import bench_extract  # noqa: E402
 import bench_index  # noqa: E402
 import bench_noop  # noqa: E402
+import bench_pdf  # noqa: E402
 import bench_scale  # noqa: E402
 import bench_watch  # noqa: E402
 from common import HEADER  # noqa: E402
@@ -22,8 +23,8 @@ from common import HEADER  # noqa: E402
 
 def main() -> None:
     print(HEADER, flush=True)
-    for bench in (bench_noop, bench_cold, bench_index, bench_watch, bench_extract, bench_scale, bench_ask_pool, bench_audio,
-                  bench_context):
+    for bench in (bench_noop, bench_cold, bench_index, bench_watch, bench_extract, bench_pdf, bench_scale, bench_ask_pool,
+                  bench_audio, bench_context):
         for line in bench.main():
             print(line, flush=True)
 
