@@ -97,6 +97,19 @@ def test_pdf_pages_are_blocks_with_page_numbers():
     assert [(b.line_start, b.text) for b in doc.blocks] == [(1, "First page about tides."), (3, "Third page about moons.")]
 
 
+def test_a_word_hyphenated_across_lines_reads_whole_and_text_off_the_page_is_kept():
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=12)
+    pdf.add_page()
+    pdf.cell(0, 8, "Sourdough needs regular hyph-", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 8, "enation of the starter.")
+    pdf.text(700, 100, "drawn past the right edge")  # the page is 210 mm wide
+    out = io.BytesIO()
+    pdf.output(out)
+    (page,) = load_bytes(out.getvalue(), "inbox", "h.pdf").blocks
+    assert "regular hyphenation of the starter." in page.text and "drawn past the right edge" in page.text
+
+
 def test_encrypted_pdf_refused():
     with pytest.raises(SourceError, match="secret.pdf: encrypted PDF"):
         load_bytes(pdf_bytes(["hidden"], password="pw"), "inbox", "secret.pdf")

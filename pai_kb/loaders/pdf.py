@@ -24,13 +24,15 @@ from typing import IO
 from pai_kb.errors import SourceError
 from pai_kb.models import Block, Document
 
-__all__ = ["load_pdf"]
+__all__ = ["load_pdf", "stop_engine"]
 
 ENGINE_IDLE_S = 300.0  # seconds an idle engine process waits for the next PDF before it leaves
 # Seconds the engine may take on one file: past it, it is killed and the file skipped. Twice the per-file
 # budget (loaders.LOAD_BUDGET_S), which comes first on the main thread; this bounds loads off it too.
 ENGINE_DEADLINE_S = 60.0
-_NONCHARACTERS = str.maketrans("", "", "\ufffe\uffff\x00")  # PDFium marks hyphens and gaps with these
+# PDFium joins a word hyphenated at a line's end and puts \x02 where the hyphen was; without it the word reads
+# whole ("hyph-" + "enation": "hyphenation"). Soft hyphens (U+00AD) are invisible; the others are not text.
+_MARKERS = str.maketrans("", "", "\x02\u00ad\ufffe\uffff\x00")
 
 
 def load_pdf(data: bytes, root: str, path: str) -> Document:
@@ -154,5 +156,5 @@ atexit.register(stop_engine)
 
 def _clean(text: str) -> str:
     """PDFium's page text with its line ends as newlines and its marker characters gone."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_NONCHARACTERS)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_MARKERS)
     return " ".join(text.split()) if len(text) < 20 else text.strip()
