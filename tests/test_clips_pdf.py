@@ -94,7 +94,8 @@ def pdf_bytes(pages: list[str], password: str | None = None) -> bytes:
 def test_pdf_pages_are_blocks_with_page_numbers():
     doc = load_bytes(pdf_bytes(["First page about tides.", "", "Third page about moons."]), "inbox", "r.pdf")
     assert doc.source_type == "pdf" and doc.title == "Generated report" and doc.metadata["pages"] == 3
-    assert [(b.line_start, b.text) for b in doc.blocks] == [(1, "First page about tides."), (3, "Third page about moons.")]
+    assert [(b.line_start, b.text) for b in doc.blocks] == [(1, "First page about tides."),
+                                                            (3, "Third page about moons.")]
 
 
 def test_a_word_hyphenated_across_lines_reads_whole_and_text_off_the_page_is_kept():
@@ -108,6 +109,14 @@ def test_a_word_hyphenated_across_lines_reads_whole_and_text_off_the_page_is_kep
     pdf.output(out)
     (page,) = load_bytes(out.getvalue(), "inbox", "h.pdf").blocks
     assert "regular hyphenation of the starter." in page.text and "drawn past the right edge" in page.text
+
+
+def test_a_title_that_is_not_valid_utf16_costs_the_title_not_the_pages():
+    """A lone surrogate in the metadata once failed the whole file; it becomes U+FFFD."""
+    title = b"/Title (Generated report)"
+    data = pdf_bytes(["Tides and moons."]).replace(title, b"/Title <FEFF0054D800>".ljust(len(title)))
+    doc = load_bytes(data, "inbox", "t.pdf")
+    assert doc.title == "T\ufffd" and [b.text for b in doc.blocks] == ["Tides and moons."]
 
 
 def test_encrypted_pdf_refused():

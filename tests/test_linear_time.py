@@ -9,12 +9,9 @@ a budget of a few seconds stops a slow case, so it costs seconds, not minutes.
 
 import gc
 import json
-import os
-import resource
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -23,8 +20,7 @@ from hypothesis import strategies as st
 from conftest import HashEmbedder, make_kb
 from pai_kb.errors import LoaderTimeout, SourceError
 from pai_kb.loaders import load_bytes
-from pai_kb.loaders import pdf as pdf_loader
-from pai_kb.loaders.pdf import stop_engine
+from pdfs import children_cpu, many_pages, pdf
 
 MB = 1 << 20
 BOUND_S = 2.0
@@ -47,27 +43,6 @@ def json_items(size: int, text: str, shape: str = "dict") -> bytes:
     item = json.dumps({"text": text, "start": 1.0, "duration": 1.0}, ensure_ascii=False) if shape == "dict" \
         else json.dumps([text, 1.0, 2.0], ensure_ascii=False)
     return ("[" + ",".join([item] * max(1, size // (len(item.encode()) + 1))) + "]").encode()
-
-
-def pdf(content: bytes, pages: int = 1, resources: bytes = b"<< /Font << /F1 3 0 R >> >>") -> bytes:
-    """A minimal valid PDF whose every page draws `content` (an uncompressed content stream)."""
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
-               b"<< /Type /Pages /Kids [" + " ".join(f"{4 + 2 * i} 0 R" for i in range(pages)).encode()
-               + b"] /Count " + str(pages).encode() + b" >>",
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    for i in range(pages):
-        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources " + resources
-                       + b" /Contents " + str(5 + 2 * i).encode() + b" 0 R >>")
-        objects.append(b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream")
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
 
 
 def times(unit: bytes, size: int) -> bytes:
@@ -152,7 +127,7 @@ CASES = [
     (".json", "numbers_as_text", lambda s: rep('{"text": 5, "start": 1},', s, head="[", tail="{}]"), ()),
     # PDF (PDFium, in its own process)
     (".pdf", "text_operators", lambda s: pdf(b"BT /F1 12 Tf " + times(b"1 0 Td (ab) Tj ", s) + b"ET"), ()),
-    (".pdf", "many_pages", lambda s: pdf(b"BT /F1 12 Tf 72 700 Td (page text here) Tj ET", pages=s // 260), ()),
+    (".pdf", "many_pages", many_pages, ()),
     (".pdf", "array_openers", lambda s: pdf(b"BT /F1 12 Tf (x) Tj " + times(b"[", s) + b" ET"), ()),
     (".pdf", "paren_nesting", lambda s: pdf(b"BT /F1 12 Tf (" + times(b"(", s // 2) + times(b")", s // 2)
                                             + b") Tj ET"), ()),
@@ -161,35 +136,6 @@ CASES = [
     (".pdf", "hex_string", lambda s: pdf(b"BT /F1 12 Tf <" + times(b"41", s) + b"> Tj ET"), ()),
     (".pdf", "unterminated_string", lambda s: pdf(b"BT /F1 12 Tf (" + times(b"a", s)), ()),
 ]
-
-
-def engine_pids() -> set[int]:
-    """This process's live PDF engine processes."""
-    found = set()
-    for task in Path("/proc/self/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            try:
-                live = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-                if live and b"pdf_engine.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    found.add(int(pid))
-            except (FileNotFoundError, ProcessLookupError):
-                pass  # it ended while we looked
-    return found
-
-
-def children_cpu() -> float:
-    """CPU seconds of this process's children: those that ended and were waited for, and those running
-    (the PDF engine serves file after file)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    running = 0
-    for task in Path("/proc/self/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:
-                continue
-            running += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return usage.ru_utime + usage.ru_stime + running / os.sysconf("SC_CLK_TCK")
 
 
 def load_seconds(data: bytes, suffix: str) -> float:
@@ -217,8 +163,6 @@ def test_adversarial_1mb_input_loads_under_2s(suffix, generate):
     assert 0.9 * MB <= len(data) <= 1.1 * MB
     assert load_seconds(data, suffix) < BOUND_S
 
-
-CASES_BY_ID = {f"{s[1:]}-{n}": g for s, n, g, _ in CASES}
 
 FORMERLY_QUADRATIC = ["vtt-voice_openers", "vtt-lt_run", "vtt-class_openers", "vtt-voice_then_spaces",
                       "vtt-timestamp_openers", "srt-font_openers", "srt-italic_openers", "txt-stamp_then_spaces",
@@ -302,80 +246,6 @@ def test_budget_stops_code_that_catches_broad_exceptions():
     with pytest.raises(LoaderTimeout, match="inbox/page.html: still loading after 0.2 s"):
         load_bytes(data, "inbox", "page.html", budget_s=0.2)
     assert time.perf_counter() - started < 2
-
-
-def test_budget_stops_the_pdf_engine_and_leaves_no_process_behind():
-    """The PDF engine is a child process: the budget's LoaderTimeout kills it, and the next file loads."""
-    data = CASES_BY_ID["pdf-many_pages"](MB)
-    stop_engine()
-    started = time.perf_counter()
-    with pytest.raises(LoaderTimeout, match=r"^inbox/big\.pdf: still loading after 0\.05 s"):
-        load_bytes(data, "inbox", "big.pdf", budget_s=0.05)
-    assert time.perf_counter() - started < 2
-    assert engine_pids() == set()
-    last = load_bytes(data, "inbox", "big.pdf", budget_s=CAP_S).blocks[-1]
-    assert (last.line_start, last.text) == (4032, "page text here")
-
-
-def test_a_pdf_engine_that_dies_costs_only_that_file():
-    """A crash in PDFium's native code ends its process; here a real SIGKILL does it mid-file."""
-    data = CASES_BY_ID["pdf-many_pages"](4 * MB)
-    stop_engine()
-    killed: list[int] = []
-
-    def kill_the_engine() -> None:
-        deadline = time.monotonic() + 20
-        while not killed and time.monotonic() < deadline:
-            for pid in engine_pids():
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-
-    killer = threading.Thread(target=kill_the_engine)
-    killer.start()
-    with pytest.raises(SourceError, match=r"^inbox/crash\.pdf: unreadable PDF \(the PDF engine was ended by "
-                                          r"SIGKILL\); not indexed$"):
-        load_bytes(data, "inbox", "crash.pdf", budget_s=CAP_S)
-    killer.join()
-    assert killed and engine_pids() == set()
-    last = load_bytes(CASES_BY_ID["pdf-many_pages"](MB), "inbox", "next.pdf").blocks[-1]
-    assert (last.line_start, last.text) == (4032, "page text here")
-    assert engine_pids() and not engine_pids() & set(killed)
-
-
-def test_off_the_main_thread_a_pdf_past_the_engine_deadline_is_skipped(monkeypatch):
-    """Off the main thread there is no budget; the engine's own deadline still ends a file that runs long."""
-    monkeypatch.setattr(pdf_loader, "ENGINE_DEADLINE_S", 0.05)
-    data = CASES_BY_ID["pdf-many_pages"](4 * MB)
-    raised: list[BaseException] = []
-
-    def load() -> None:
-        try:
-            load_bytes(data, "inbox", "long.pdf")
-        except SourceError as exc:
-            raised.append(exc)
-
-    worker = threading.Thread(target=load)
-    worker.start()
-    worker.join(timeout=30)
-    assert [str(e) for e in raised] == ["inbox/long.pdf: unreadable PDF (the PDF engine was still reading it after "
-                                        "0.05 s); not indexed — report it, or split the file"]
-    assert engine_pids() == set()
-
-
-def test_one_engine_serves_pdf_after_pdf_and_an_idle_one_leaves(monkeypatch):
-    monkeypatch.setattr(pdf_loader, "ENGINE_IDLE_S", 0.3)
-    stop_engine()
-    small = CASES_BY_ID["pdf-many_pages"](4096)
-    pages = [len(load_bytes(small, "inbox", f"{n}.pdf").blocks) for n in range(3)]
-    assert pages == [15, 15, 15]
-    (first,) = engine_pids()  # one process read all three
-    deadline = time.monotonic() + 20
-    while first in engine_pids() and time.monotonic() < deadline:  # it leaves after 0.3 s without a request
-        time.sleep(0.05)
-    assert first not in engine_pids()
-    assert len(load_bytes(small, "inbox", "later.pdf").blocks) == 15
-    assert engine_pids() and first not in engine_pids()
-    stop_engine()  # the next test's engine waits the default idle time
 
 
 def test_off_the_main_thread_load_runs_without_a_budget():

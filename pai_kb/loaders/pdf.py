@@ -62,7 +62,9 @@ class _Engine:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._errors: IO[bytes] | None = None  # its stderr, read when it fails
-        self._owner = 0  # the pid that started it: after a fork, the child starts its own
+        # Set from a request until its whole reply is read: an engine left busy by an interruption is never
+        # asked again, since its next reply would be the old file's.
+        self._busy = False
 
     def read(self, data: bytes, key: str) -> dict:
         """The engine's reply for `data` (see pdf_engine.py). Raises SourceError naming `key` when the
@@ -70,7 +72,11 @@ class _Engine:
         with self._lock:
             for attempt in (1, 2):
                 try:
-                    return _exchange(self._running(), data)
+                    proc = self._running()
+                    self._busy = True
+                    reply = _exchange(proc, data)
+                    self._busy = False
+                    return reply
                 except BaseException as exc:
                     status, last_error = self._stop()
                     if isinstance(exc, _Overdue):
@@ -88,31 +94,41 @@ class _Engine:
         with self._lock:
             self._stop()
 
+    def forget(self) -> None:
+        """In a forked child: leave the parent's engine alone (and a lock another thread may have held)."""
+        self._lock, self._proc, self._errors, self._busy = threading.Lock(), None, None, False
+
     def _running(self) -> subprocess.Popen:
-        if self._proc is not None and self._owner != os.getpid():
-            self._proc = self._errors = None  # a forked child leaves its parent's engine alone
-        if self._proc is not None and self._proc.poll() is not None:
+        if self._proc is not None and (self._busy or self._proc.poll() is not None):
             self._stop()
         if self._proc is None:
             self._errors = tempfile.TemporaryFile()
+            # Its own session: Ctrl-C or a service stop meant for pai-kb must not end it mid-file
+            # and get that file skipped as if it had crashed the engine.
             self._proc = subprocess.Popen([sys.executable, "-I", str(_SCRIPT), str(ENGINE_IDLE_S)],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors)
-            self._owner = os.getpid()
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors,
+                                          start_new_session=True)
         return self._proc
 
     def _stop(self) -> tuple[int | None, str]:
-        """Kill the engine, if any: its exit status (None if none ran) and the last line it wrote to stderr."""
-        proc, errors, self._proc, self._errors = self._proc, self._errors, None, None
+        """Kill the engine, if any: its exit status (None if none ran) and the last line it wrote to stderr.
+        Interrupted part way (the budget's alarm repeats), it leaves the engine recorded, so the next
+        call stops it again; the engine is forgotten only once it is reaped."""
+        proc, errors = self._proc, self._errors
         if proc is None or errors is None:
             return None, ""
         if proc.poll() is None:
             proc.kill()
         status = proc.wait()
+        self._proc, self._errors, self._busy = None, None, False
         errors.seek(0)
         lines = errors.read().decode(errors="replace").strip().splitlines()
-        for pipe in (proc.stdin, proc.stdout, errors):
-            if pipe is not None:
-                pipe.close()
+        for pipe in (proc.stdout, errors, proc.stdin):
+            try:
+                if pipe is not None:
+                    pipe.close()
+            except OSError:  # stdin's buffered request, to a process that is gone
+                pass
         return status, lines[-1][:200] if lines else ""
 
 
@@ -138,12 +154,16 @@ def _exchange(proc: subprocess.Popen, data: bytes) -> dict:
 
 def _why(status: int | None, last_error: str) -> str:
     if status is not None and status < 0:
-        return f"the PDF engine was ended by {signal.Signals(-status).name}"
+        try:
+            return f"the PDF engine was ended by {signal.Signals(-status).name}"
+        except ValueError:  # a real-time signal has no name
+            return f"the PDF engine was ended by signal {-status}"
     return f"the PDF engine stopped: {last_error or f'exit status {status}'}"
 
 
 _SCRIPT = Path(__file__).with_name("pdf_engine.py")
 _ENGINE = _Engine()
+os.register_at_fork(after_in_child=_ENGINE.forget)
 
 
 def stop_engine() -> None:

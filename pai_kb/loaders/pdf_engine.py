@@ -10,26 +10,42 @@ PDFium (pypdfium2) is Chromium's PDF engine. Its text keeps characters drawn out
 bounds below are wide), drops duplicates drawn on top of each other (fake bold), and reads at most 32,767
 characters of one string operand (its parser's limit)."""
 
+import ctypes
 import json
+import os
 import resource
 import select
+import signal
 import sys
 
 MEMORY_BYTES = 4 << 30  # a decompression bomb ends this process with MemoryError, not the machine
 FAR = 1e9  # PDF units
+METADATA = ("Title", "Author")
 
 
 def page_text(document, index: int) -> str:
-    """The text of page `index` (0-based) of an open pypdfium2 document, wherever on the page it is drawn."""
+    """The text of page `index` (0-based) of an open pypdfium2 document, wherever on the page it is drawn;
+    a character that is not valid UTF-16 becomes U+FFFD, not nothing."""
     page = document[index]
     try:
         textpage = page.get_textpage()
         try:
-            return textpage.get_text_bounded(-FAR, -FAR, FAR, FAR)
+            return textpage.get_text_bounded(-FAR, -FAR, FAR, FAR, errors="replace")
         finally:
             textpage.close()
     finally:
         page.close()
+
+
+def metadata_text(document, key: str) -> str:
+    """The metadata value `key` (pypdfium2's own reader decodes strictly: one bad Title would lose the file)."""
+    import pypdfium2.raw as pdfium_c
+
+    name = (key + "\x00").encode()
+    size = pdfium_c.FPDF_GetMetaText(document, name, None, 0)
+    buffer = ctypes.create_string_buffer(size)
+    pdfium_c.FPDF_GetMetaText(document, name, buffer, size)
+    return buffer.raw[:max(size - 2, 0)].decode("utf-16-le", errors="replace")
 
 
 def read(data: bytes) -> dict:
@@ -44,9 +60,9 @@ def read(data: bytes) -> dict:
         return {"refused": "encrypted" if locked else "unreadable", "detail": str(exc)}
     try:
         return {"pages": [page_text(document, i) for i in range(len(document))],
-                "metadata": document.get_metadata_dict()}
-    except pdfium.PdfiumError as exc:
-        return {"refused": "unreadable", "detail": str(exc)}
+                "metadata": {key: metadata_text(document, key) for key in METADATA}}
+    except Exception as exc:  # PdfiumError, or a surprise in Python: this file's reply, not a dead engine
+        return {"refused": "unreadable", "detail": f"{type(exc).__name__}: {exc}"}
     finally:
         document.close()
 
@@ -70,11 +86,21 @@ def serve(requests, replies, idle_s: float) -> None:
         header = read_exact(requests, 8)
         if len(header) < 8:
             return
-        reply = json.dumps(read(read_exact(requests, int.from_bytes(header, "big")))).encode()
+        reply = json.dumps(read(read_exact(requests, int.from_bytes(header, "big"))), ensure_ascii=False)
+        reply = reply.encode(errors="replace")
         replies.write(len(reply).to_bytes(8, "big") + reply)
         replies.flush()
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Serve on stdin and a private copy of stdout; fd 1 then points at stderr, so that a stray write by
+    native code cannot corrupt a reply. Ctrl-C meant for pai-kb is not this process's to act on."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
-    serve(sys.stdin.buffer.raw, sys.stdout.buffer, float(sys.argv[1]))
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    serve(sys.stdin.buffer.raw, replies, float(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()
