@@ -99,9 +99,15 @@ def indexed_sample(tmp: Path, embedder: object) -> KnowledgeBase:
 
 
 @pytest.fixture(scope="session")
-def real_embedder(tmp_path_factory) -> LocalModel:
-    """The model as pai-kb runs it (through onnxruntime), exported once for the session."""
+def float_embedder(tmp_path_factory) -> LocalModel:
+    """The float32 export, made once for the session: what must reproduce sentence-transformers."""
     return LocalModel("all-MiniLM-L6-v2", tmp_path_factory.mktemp("onnx"))
+
+
+@pytest.fixture(scope="session")
+def real_embedder(float_embedder) -> LocalModel:
+    """The model as pai-kb runs it by default (`embedding.precision` int8), beside the session's export."""
+    return LocalModel("all-MiniLM-L6-v2", float_embedder.onnx_path.parent, precision="int8")
 
 
 @pytest.fixture(scope="session")

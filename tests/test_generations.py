@@ -153,7 +153,7 @@ def test_searches_use_the_model_the_current_generation_was_built_with(tmp_path, 
     reader = KnowledgeBase(renamed)
     assert reader.embedder.model_id != reader.manifest.get_meta("model")
     assert [h.chunk.id for h in reader.search("VLAN for IoT devices", k=3, mode="dense")] == want
-    assert reader.query_embedder.model_id == "all-MiniLM-L6-v2"
+    assert reader.query_embedder.model_id == "all-MiniLM-L6-v2+int8"  # the generation's, the default precision
 
 
 def test_a_generation_of_the_previous_schema_answers_by_meaning_until_its_successor_is_built(tmp_path, vault,

@@ -29,12 +29,12 @@ def test_export_matches_sentence_transformers(tmp_path, reference_embedder):
 
 
 @needs_shared()
-def test_batched_onnx_equals_sentence_transformers_on_a_real_vault(help_kb, real_embedder, reference_embedder):
+def test_batched_onnx_equals_sentence_transformers_on_a_real_vault(help_kb, float_embedder, reference_embedder):
     """Length-sorted batches of 16 pad differently from sentence-transformers' batches of 32: the vectors
     must not move, or an index built one way could not be searched the other."""
     texts = [f"{c.heading}\n{c.text}" for c in help_kb.manifest.all_chunks()][::8]
     assert len(texts) > 150 and len({len(t) for t in texts}) > 100
-    got = np.array(real_embedder.embed(texts))
+    got = np.array(float_embedder.embed(texts))
     assert np.abs(got - np.array(reference_embedder.embed(texts))).max() < 1e-4
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
@@ -56,7 +56,8 @@ def test_local_model_keeps_sentence_transformers_for_a_model_the_export_cannot_r
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
-def test_index_exports_once_and_neither_index_nor_search_imports_torch(tmp_path, vault, real_embedder):
+def test_index_exports_once_and_neither_index_nor_search_imports_torch(tmp_path, vault, real_embedder,
+                                                                    float_embedder):
     """The export runs in a child process; the index run and a cold search never hold torch."""
     cache = tmp_path / "cache"  # a user cache of its own, so this test's index run makes the export
     kb = KnowledgeBase(make_kb(tmp_path, vault, real_embedder).config.replace(cache_dir=cache))
@@ -85,27 +86,27 @@ def test_index_exports_once_and_neither_index_nor_search_imports_torch(tmp_path,
     ran = int8_path(exported[0]) if kb.manifest.get_meta("model").endswith("+int8") else exported[0]
     assert optimized_path(ran).is_file()  # the model the searches ran keeps its optimised graph
     assert not list((tmp_path / "index").rglob("*.onnx"))
-    float_queries = KnowledgeBase(kb.config, query_encoder=real_embedder)  # whichever precision the index has
+    float_queries = KnowledgeBase(kb.config, query_encoder=float_embedder)  # whichever precision the index has
     onnx_hits = [h.chunk.id for h in float_queries.search("VLAN for IoT devices", k=5)]
     model = KnowledgeBase(kb.config, query_encoder=SentenceTransformerEmbedder("all-MiniLM-L6-v2"))
     assert [h.chunk.id for h in model.search("VLAN for IoT devices", k=5)] == onnx_hits
 
 
-def test_dropping_the_attention_nan_guards_changes_no_vector(tmp_path, real_embedder):
+def test_dropping_the_attention_nan_guards_changes_no_vector(tmp_path, float_embedder):
     """The int8 copy is made without the `Where(IsNaN(softmax), 0, softmax)` guards torch exports (see
     `drop_nan_guards`): for every batch the encoder builds, padded ones and an empty text included, the
     vectors are exactly those of the graph with them."""
     import onnx
 
-    real_embedder.embed(["make the export"])
-    model = onnx.load(str(real_embedder.onnx_path))
+    float_embedder.embed(["make the export"])
+    model = onnx.load(str(float_embedder.onnx_path))
     assert drop_nan_guards(model) == 6  # one per layer
     assert not [n for n in model.graph.node if n.op_type == "IsNaN"] and drop_nan_guards(model) == 0
     unguarded = tmp_path / "unguarded.onnx"
     onnx.save(model, str(unguarded))
     texts = ["", "x", *QUERIES, "Pi-hole blocks ads for the whole network. " * 30]
-    tokenizer = real_embedder.path / "tokenizer.json"
+    tokenizer = float_embedder.path / "tokenizer.json"
     for batch in (1, 4, 16):  # each text alone, and padded beside much longer ones
         got = OnnxEncoder(unguarded, tokenizer, 256, batch_size=batch, keep_optimized=False).embed(texts)
-        want = OnnxEncoder(real_embedder.onnx_path, tokenizer, 256, batch_size=batch, keep_optimized=False).embed(texts)
+        want = OnnxEncoder(float_embedder.onnx_path, tokenizer, 256, batch_size=batch, keep_optimized=False).embed(texts)
         assert np.array_equal(np.array(got), np.array(want))

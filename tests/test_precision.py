@@ -27,19 +27,19 @@ MIN_COSINE, MEAN_COSINE = 0.97, 0.99
 
 
 @pytest.fixture(scope="module")
-def int8_embedder(real_embedder) -> LocalModel:
+def int8_embedder(float_embedder) -> LocalModel:
     """The int8 copy, made beside the session's float export (the same per-user cache)."""
-    return LocalModel("all-MiniLM-L6-v2", real_embedder.onnx_path.parent, precision="int8")
+    return LocalModel("all-MiniLM-L6-v2", float_embedder.onnx_path.parent, precision="int8")
 
 
 @pytest.fixture
-def user_cache(tmp_path, real_embedder, int8_embedder) -> Path:
+def user_cache(tmp_path, float_embedder, int8_embedder) -> Path:
     """A user cache folder (`cache_dir`) already holding the session's export and its int8 copy, so a
     KnowledgeBase that loads the model by its settings exports nothing."""
     int8_embedder.embed(["make the int8 copy"])
     folder = tmp_path / "cache"
     (folder / "onnx").mkdir(parents=True)
-    for model in (real_embedder.onnx_path, int8_path(real_embedder.onnx_path)):
+    for model in (float_embedder.onnx_path, int8_path(float_embedder.onnx_path)):
         shutil.copy(model, folder / "onnx" / model.name)
     return folder
 
@@ -53,8 +53,8 @@ def chunk_texts(tmp_path, vault, embedder) -> list[str]:
     return texts
 
 
-def assert_close_to_float(texts, real_embedder, int8_embedder) -> np.ndarray:
-    got, want = np.array(int8_embedder.embed(texts)), np.array(real_embedder.embed(texts))
+def assert_close_to_float(texts, float_embedder, int8_embedder) -> np.ndarray:
+    got, want = np.array(int8_embedder.embed(texts)), np.array(float_embedder.embed(texts))
     cosine = (got * want).sum(axis=1)
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     assert cosine.min() >= MIN_COSINE and cosine.mean() >= MEAN_COSINE, (cosine.min(), cosine.mean())
@@ -62,32 +62,32 @@ def assert_close_to_float(texts, real_embedder, int8_embedder) -> np.ndarray:
     return cosine
 
 
-def test_int8_vectors_are_close_to_float_on_the_sample_vault(tmp_path, vault, embedder, real_embedder, int8_embedder):
+def test_int8_vectors_are_close_to_float_on_the_sample_vault(tmp_path, vault, embedder, float_embedder, int8_embedder):
     texts = chunk_texts(tmp_path, vault, embedder)
     assert len(set(texts)) > 20
-    assert_close_to_float(texts, real_embedder, int8_embedder)
+    assert_close_to_float(texts, float_embedder, int8_embedder)
 
 
 @needs_shared()
-def test_int8_vectors_are_close_to_float_on_the_obsidian_help_vault(tmp_path, embedder, real_embedder, int8_embedder):
+def test_int8_vectors_are_close_to_float_on_the_obsidian_help_vault(tmp_path, embedder, float_embedder, int8_embedder):
     texts = chunk_texts(tmp_path, DATA / "obsidian-help" / "en", embedder)[::3]
     assert len(set(texts)) > 400 and len({len(t) for t in texts}) > 300
-    assert_close_to_float(texts, real_embedder, int8_embedder)
+    assert_close_to_float(texts, float_embedder, int8_embedder)
     queries = ["How do I add an alias to a note?", "embed a PDF page", "Doggo Woofer Yapper", "sync across devices"]
-    assert_close_to_float(queries, real_embedder, int8_embedder)
+    assert_close_to_float(queries, float_embedder, int8_embedder)
 
 
-def test_the_precision_is_part_of_the_model_id_and_so_of_the_fingerprint(tmp_path, vault, real_embedder, int8_embedder):
-    cache = real_embedder.onnx_path.parent
-    assert load_model("all-MiniLM-L6-v2", cache).model_id == real_embedder.model_id == "all-MiniLM-L6-v2"
+def test_the_precision_is_part_of_the_model_id_and_so_of_the_fingerprint(tmp_path, vault, float_embedder, int8_embedder):
+    cache = float_embedder.onnx_path.parent
+    assert load_model("all-MiniLM-L6-v2", cache).model_id == float_embedder.model_id == "all-MiniLM-L6-v2"
     assert load_model("all-MiniLM-L6-v2", cache, precision="int8").model_id == "all-MiniLM-L6-v2+int8"
     # an index records the model id; given back, it loads the same precision, whatever the argument says
     again = load_model(int8_embedder.model_id, cache, precision="float32")
     assert again.model_id == int8_embedder.model_id and again.precision == "int8"
-    local = load_model(str(real_embedder.path), cache, precision="int8")  # a model given as a folder
-    assert local.model_id == f"{real_embedder.path.resolve()}+int8"
+    local = load_model(str(float_embedder.path), cache, precision="int8")  # a model given as a folder
+    assert local.model_id == f"{float_embedder.path.resolve()}+int8"
     assert load_model(local.model_id, cache).model_id == local.model_id
-    prints = {make_kb(tmp_path, vault, e).fingerprint for e in (real_embedder, int8_embedder)}
+    prints = {make_kb(tmp_path, vault, e).fingerprint for e in (float_embedder, int8_embedder)}
     assert len(prints) == 2 and all(p.startswith("all-MiniLM-L6-v2") for p in prints)
 
 
@@ -104,7 +104,7 @@ def test_the_setting_reaches_the_model_and_the_fingerprint(tmp_path, vault):
     assert plain.fingerprint != quantised.fingerprint
 
 
-def test_an_index_keeps_its_precision_and_a_change_rebuilds_it(tmp_path, vault, real_embedder, int8_embedder,
+def test_an_index_keeps_its_precision_and_a_change_rebuilds_it(tmp_path, vault, float_embedder, int8_embedder,
                                                               user_cache):
     """Built int8, it is searched int8 (whatever the settings say now) until `index` has rebuilt it; the
     rebuilt generation holds only vectors of the new precision."""
@@ -119,12 +119,12 @@ def test_an_index_keeps_its_precision_and_a_change_rebuilds_it(tmp_path, vault, 
 
     ids = [c.id for c in built.manifest.all_chunks()]
     as_int8 = built.manifest.vectors(ids)
-    floats = make_kb(tmp_path, vault, real_embedder)
+    floats = make_kb(tmp_path, vault, float_embedder)
     old = floats.generation
     report = floats.index()
     assert floats.generation != old and report.chunks_reused == 0  # a new generation, every vector embedded again
     assert floats.manifest.get_meta("model") == "all-MiniLM-L6-v2"
-    elsewhere = make_kb(tmp_path / "elsewhere", vault, real_embedder)  # the same vault, only ever float32
+    elsewhere = make_kb(tmp_path / "elsewhere", vault, float_embedder)  # the same vault, only ever float32
     elsewhere.index()
     rebuilt, want = floats.manifest.vectors(ids), elsewhere.manifest.vectors(ids)
     assert len(rebuilt) == len(ids) == len(want)

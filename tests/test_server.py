@@ -38,7 +38,7 @@ def api(kb):
 def test_health_status_openapi(api):
     assert httpx.get(f"{api}/health").json() == {"status": "ok"}
     status = httpx.get(f"{api}/status").json()
-    assert status["files"] >= 20 and status["model"] == "all-MiniLM-L6-v2"
+    assert status["files"] >= 20 and status["model"] == "all-MiniLM-L6-v2+int8"
     spec = httpx.get(f"{api}/openapi.json").json()
     assert {"/health", "/status", "/search", "/ask", "/notes/{path}", "/related"} <= set(spec["paths"])
 
